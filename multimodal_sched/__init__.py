@@ -1,0 +1,1 @@
+"""multimodal_sched: PID-guided two-stage multimodal training (Algorithm 1)."""
