@@ -1,7 +1,74 @@
-"""Console entry point ``multimodal-sched`` (filled in by the scheduler issue)."""
+"""Console entry point ``multimodal-sched`` (also ``python -m multimodal_sched``).
+
+    multimodal-sched run --config FILE | --dataset cg-digits [--seed N] [--out RUN_DIR]
+                         [--method pid|mi|joint|unimodal|schedule] [--resume RUN_DIR]
+    multimodal-sched compare [--datasets cg-digits synthetic] [--seeds 0 1 2] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
 import sys
+
+from .config import METHODS, RunConfig, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multimodal-sched", description="PID-guided two-stage multimodal training")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every probe and decision")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="one training run")
+    src = r.add_mutually_exclusive_group()
+    src.add_argument("--config", help="JSON or YAML config file")
+    src.add_argument("--dataset", help="built-in dataset: cg-digits or synthetic")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
+    r.add_argument("--method", choices=METHODS)
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    c = sub.add_parser("compare", help="the benchmark table (all methods x seeds x datasets)")
+    c.add_argument("--datasets", nargs="+", default=["cg-digits", "synthetic"])
+    c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    c.add_argument("--out", default="runs/compare", help="directory for the runs and table.md")
+    c.add_argument("--quick", action="store_true", help="tiny epochs (smoke test, not a measurement)")
+    return p
 
 
 def main(argv=None) -> int:
-    print("multimodal-sched: not implemented yet", file=sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("multimodal_sched")
+    if args.command == "compare":
+        from .benchmark import compare
+        table = compare(datasets=args.datasets, seeds=args.seeds, out=args.out, quick=args.quick)
+        sys.stdout.write(table + "\n")
+        return 0
+
+    from .run import run
+    try:
+        if args.resume:
+            overrides = [n for n in ("config", "dataset", "seed", "out", "method") if getattr(args, n) is not None]
+            if overrides:
+                raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
+            result = run(None, resume=args.resume)
+        else:
+            cfg = load_config(args.config) if args.config else RunConfig()
+            changes = {n: getattr(args, n) for n in ("dataset", "seed", "out", "method") if getattr(args, n) is not None}
+            if args.no_progress:
+                changes["progress"] = False
+            cfg = cfg.replace(**changes)
+            result = run(cfg)
+    except (ValueError, TypeError) as e:
+        log.error("%s", e)
+        return 2
+    summary = {k: v for k, v in result.to_dict().items() if k != "probes"}
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

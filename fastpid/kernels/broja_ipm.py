@@ -1,17 +1,20 @@
-"""Primal barrier (interior-point) Newton solver for the BROJA program, in Numba.
+"""Primal-dual interior-point solver for the BROJA program, in Numba.
 
 Problem (one normalized distribution p of shape (n1, n2, ny)):
 
     minimize    F0(q) = sum_{x1,x2,y} q log(q / s),   s(x1,x2) = sum_y q   (= -H_q(Y|X1,X2))
     subject to  sum_{x2} q = a := p(x1, y),  sum_{x1} q = b := p(x2, y),  q >= 0,
 
-on the support {a(x1,y) > 0 and b(x2,y) > 0}.  We follow the central path of
-F_mu = F0 - mu * sum log q from the feasible, strictly positive start
-q0 = a b / p(y).  Structure used:
+on the support {a(x1,y) > 0 and b(x2,y) > 0}.  A Mehrotra predictor-corrector
+primal-dual method (primal q > 0, multipliers f(x1,y), g(x2,y) of the marginal
+constraints, bound multipliers z > 0) started from the feasible, strictly
+positive q0 = a b / p(y), followed by a crossover ("polish") that drops the
+(x1, x2) blocks whose mass vanishes and solves the remaining smooth problem by
+Newton's method.  Structure used:
 
-* The Hessian of F_mu is block diagonal over (x1, x2), each block
-  diag(1/q + mu/q^2) - (1/s) 11^T, inverted in closed form (Sherman-Morrison,
-  with the denominator sum q mu/(q+mu) formed without cancellation).
+* The Newton matrix is block diagonal over (x1, x2), each block
+  diag((1 + z)/q) - (1/s) 11^T, inverted in closed form (Sherman-Morrison,
+  with the denominator sum q z/(1+z) formed without cancellation).
 * The Newton/KKT step reduces to one symmetric positive-definite system
   M nu = rhs with M = A H^{-1} A^T of size (n1 + n2) ny; for each y one
   (x2, y) row is redundant and is dropped (replaced by an identity row).
@@ -26,26 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 DEBUG = False
-STATUS = {0: "converged", 1: "max_iter reached", 2: "line search stalled", 3: "numerical failure"}
-
-
-@njit(cache=True)
-def _barrier_value(q, mask, mu):
-    n1, n2, ny = q.shape
-    val = 0.0
-    for i in range(n1):
-        for j in range(n2):
-            s = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    s += q[i, j, k]
-            if s <= 0.0:
-                continue
-            for k in range(ny):
-                if mask[i, j, k]:
-                    v = q[i, j, k]
-                    val += v * np.log(v / s) - mu * np.log(v)
-    return val
+ZBAND = 1e10  # IPOPT keeps z within [mu/(ZBAND q), ZBAND mu/q]
+STATUS = {0: "converged", 1: "max_iter reached", 2: "step too short", 3: "numerical failure"}
 
 
 @njit(cache=True)
@@ -68,28 +53,35 @@ def _violation(q, a, b):
 
 
 @njit(cache=True)
-def _scale_sweep(q, a, b):
-    """One alternating-scaling sweep (x1,y) then (x2,y): removes round-off
-    drift from the marginals while keeping q > 0 on its support."""
+def _restore(q, a, b, target, max_sweeps):
+    """Alternating scaling sweeps (x1,y) then (x2,y) until the marginal
+    violation is below ``target``: removes round-off drift while keeping the
+    support and positivity of q.  Returns the final violation."""
     n1, n2, ny = q.shape
-    for i in range(n1):
-        for k in range(ny):
-            s = 0.0
-            for j in range(n2):
-                s += q[i, j, k]
-            if s > 0.0:
-                r = a[i, k] / s
+    viol = _violation(q, a, b)
+    sweeps = 0
+    while viol > target and sweeps < max_sweeps:
+        for i in range(n1):
+            for k in range(ny):
+                s = 0.0
                 for j in range(n2):
-                    q[i, j, k] *= r
-    for j in range(n2):
-        for k in range(ny):
-            s = 0.0
-            for i in range(n1):
-                s += q[i, j, k]
-            if s > 0.0:
-                r = b[j, k] / s
+                    s += q[i, j, k]
+                if s > 0.0:
+                    r = a[i, k] / s
+                    for j in range(n2):
+                        q[i, j, k] *= r
+        for j in range(n2):
+            for k in range(ny):
+                s = 0.0
                 for i in range(n1):
-                    q[i, j, k] *= r
+                    s += q[i, j, k]
+                if s > 0.0:
+                    r = b[j, k] / s
+                    for i in range(n1):
+                        q[i, j, k] *= r
+        viol = _violation(q, a, b)
+        sweeps += 1
+    return viol
 
 
 @njit(cache=True)
@@ -135,8 +127,414 @@ def _certificate(q, mask, a, b, f, g):
 
 
 @njit(cache=True)
-def solve_one(p, gap_tol, feas_tol, max_iter, mu_factor):
-    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status)."""
+def _block_sums(q, mask, s):
+    n1, n2, ny = q.shape
+    for i in range(n1):
+        for j in range(n2):
+            acc = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    acc += q[i, j, k]
+            s[i, j] = acc
+
+
+@njit(cache=True)
+def _assemble(mask, dinv, den, active, M):
+    """M = A W^-1 A^T with W^-1 = diag(dinv) + dinv dinv^T / den per block;
+    inactive rows become identity rows."""
+    n1, n2, ny = mask.shape
+    nr = M.shape[0]
+    off2 = n1 * ny
+    M[:, :] = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            dn = den[i, j]
+            if dn <= 0.0:
+                continue
+            for k in range(ny):
+                if not mask[i, j, k]:
+                    continue
+                dk = dinv[i, j, k]
+                r1 = i * ny + k
+                r2 = off2 + j * ny + k
+                for k2 in range(ny):
+                    if not mask[i, j, k2]:
+                        continue
+                    h = dk * dinv[i, j, k2] / dn
+                    if k2 == k:
+                        h += dk
+                    c1 = i * ny + k2
+                    c2 = off2 + j * ny + k2
+                    M[r1, c1] += h
+                    M[r2, c2] += h
+                    M[r1, c2] += h
+                    M[c2, r1] += h
+    for r in range(nr):
+        if not active[r]:
+            M[r, :] = 0.0
+            M[:, r] = 0.0
+            M[r, r] = 1.0
+
+
+@njit(cache=True)
+def _factor(M):
+    """Jacobi-scale and Cholesky-factor M (LAPACK through NumPy).  If M is not
+    numerically positive definite, as interior-point systems become near
+    degenerate optima, fall back to a Cholesky that skips tiny pivots, as
+    interior-point codes do: the skipped components of the solution are zero.
+    Returns (L, scale, skip, lapack_ok)."""
+    n = M.shape[0]
+    dsc = np.empty(n)
+    for r in range(n):
+        dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
+    S = np.empty((n, n))
+    for r in range(n):
+        for c in range(n):
+            S[r, c] = M[r, c] * dsc[r] * dsc[c]
+    skip = np.zeros(n, dtype=np.bool_)
+    delta = 0.0
+    for attempt in range(8):
+        try:
+            L = np.linalg.cholesky(S)
+            return L, dsc, skip, attempt == 0
+        except Exception:
+            # regularize and retry; iterative refinement in _step removes
+            # the bias this introduces
+            delta = 1e-14 if delta == 0.0 else delta * 100.0
+            for r in range(n):
+                S[r, r] += delta
+    for r in range(n):  # hopeless: identity keeps the iteration finite
+        skip[r] = True
+    L = np.eye(n)
+    return L, dsc, skip, False
+
+
+@njit(cache=True)
+def _solve_factored(L, dsc, skip, lapack_ok, rhs):
+    """Solve with the factor from :func:`_factor` (forward and back substitution)."""
+    n = L.shape[0]
+    y = np.zeros(n)
+    for i in range(n):
+        if skip[i]:
+            continue
+        acc = rhs[i] * dsc[i]
+        for k in range(i):
+            acc -= L[i, k] * y[k]
+        y[i] = acc / L[i, i]
+    x = np.zeros(n)
+    for i in range(n - 1, -1, -1):
+        if skip[i]:
+            continue
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc -= L[k, i] * x[k]
+        x[i] = acc / L[i, i]
+    for r in range(n):
+        x[r] *= dsc[r]
+    return x
+
+
+@njit(cache=True)
+def _apply_winv(q, mask, dinv, den, v, out):
+    """out = W^-1 v blockwise, W^-1 = diag(dinv) + dinv dinv^T / den."""
+    n1, n2, ny = q.shape
+    for i in range(n1):
+        for j in range(n2):
+            dn = den[i, j]
+            if dn <= 0.0:
+                continue
+            ut = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    ut += dinv[i, j, k] * v[i, j, k]
+            for k in range(ny):
+                if mask[i, j, k]:
+                    out[i, j, k] = dinv[i, j, k] * (v[i, j, k] + ut / dn)
+
+
+@njit(cache=True)
+def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
+    """Newton step dq = -W^-1 (gv + A^T nu) with A dq = c - A q, using the
+    factorization ``fac`` of M = A W^-1 A^T, plus iterative refinement on the
+    primal residual so that round-off in an ill-conditioned M does not leak
+    into the marginals.  Fills dq and the multipliers df = -nu1, dg = -nu2;
+    returns the largest step keeping q > 0."""
+    L, dsc, skip, ok = fac
+    n1, n2, ny = q.shape
+    nr = L.shape[0]
+    off2 = n1 * ny
+    w = np.zeros((n1, n2, ny))
+    _apply_winv(q, mask, dinv, den, gv, w)
+    rhs = np.zeros(nr)
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    rhs[i * ny + k] -= w[i, j, k]
+                    rhs[off2 + j * ny + k] -= w[i, j, k]
+    # r = c - A q
+    r = np.zeros(nr)
+    for i in range(n1):
+        for k in range(ny):
+            acc = a[i, k]
+            for j in range(n2):
+                acc -= q[i, j, k]
+            r[i * ny + k] = acc
+    for j in range(n2):
+        for k in range(ny):
+            acc = b[j, k]
+            for i in range(n1):
+                acc -= q[i, j, k]
+            r[off2 + j * ny + k] = acc
+    for t in range(nr):
+        rhs[t] -= r[t]
+        if not active[t]:
+            rhs[t] = 0.0
+    nu = _solve_factored(L, dsc, skip, ok, rhs)
+    t3 = np.zeros((n1, n2, ny))
+    sweeps = 3 if ok else 8
+    for sweep in range(sweeps):
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        t3[i, j, k] = gv[i, j, k] + nu[i * ny + k] + nu[off2 + j * ny + k]
+        _apply_winv(q, mask, dinv, den, t3, dq)
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        dq[i, j, k] = -dq[i, j, k]
+        if sweep == sweeps - 1:
+            break
+        # primal residual rho = r - A dq on the active rows
+        rho = r.copy()
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        rho[i * ny + k] -= dq[i, j, k]
+                        rho[off2 + j * ny + k] -= dq[i, j, k]
+        big = 0.0
+        for t in range(nr):
+            if not active[t]:
+                rho[t] = 0.0
+            big = max(big, abs(rho[t]))
+        if big < 1e-17:
+            break
+        for t in range(nr):
+            rho[t] = -rho[t]
+        dnu = _solve_factored(L, dsc, skip, ok, rho)
+        for t in range(nr):
+            nu[t] += dnu[t]
+    for i in range(n1):
+        for k in range(ny):
+            df[i, k] = -nu[i * ny + k]
+    for j in range(n2):
+        for k in range(ny):
+            dg[j, k] = -nu[off2 + j * ny + k]
+    amax = 1.0
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    d = dq[i, j, k]
+                    if d < 0.0:
+                        lim = -q[i, j, k] / d
+                        if lim < amax:
+                            amax = lim
+    return amax
+
+
+@njit(cache=True)
+def _stationarity(q, mask, f, g, s, e):
+    """e = log(q/s) - f - g on the support (the dual residual before z)."""
+    n1, n2, ny = q.shape
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    e[i, j, k] = np.log(q[i, j, k] / s[i, j]) - f[i, k] - g[j, k]
+
+
+@njit(cache=True)
+def _dual_fit(q, mp, active, f, g):
+    """Least-change dual update: the smallest (df, dg) with
+    f + df + g + dg = log(q/s) on every cell of the kept blocks (exact
+    stationarity of the reduced problem), starting from the interior-point
+    multipliers, which lie near the centre of the optimal dual face."""
+    n1, n2, ny = q.shape
+    nr = (n1 + n2) * ny
+    off2 = n1 * ny
+    N = np.zeros((nr, nr))
+    rhs = np.zeros(nr)
+    for i in range(n1):
+        for j in range(n2):
+            s = 0.0
+            for k in range(ny):
+                if mp[i, j, k]:
+                    s += q[i, j, k]
+            if s <= 0.0:
+                continue
+            for k in range(ny):
+                if not mp[i, j, k]:
+                    continue
+                res = np.log(q[i, j, k] / s) - f[i, k] - g[j, k]
+                r1 = i * ny + k
+                r2 = off2 + j * ny + k
+                N[r1, r1] += 1.0
+                N[r2, r2] += 1.0
+                N[r1, r2] += 1.0
+                N[r2, r1] += 1.0
+                rhs[r1] += res
+                rhs[r2] += res
+    for r in range(nr):
+        if not active[r]:
+            N[r, :] = 0.0
+            N[:, r] = 0.0
+            N[r, r] = 1.0
+            rhs[r] = 0.0
+        N[r, r] += 1e-12
+    L, dsc, skip, ok = _factor(N)
+    d = _solve_factored(L, dsc, skip, ok, rhs)
+    for i in range(n1):
+        for k in range(ny):
+            f[i, k] += d[i * ny + k]
+    for j in range(n2):
+        for k in range(ny):
+            g[j, k] += d[off2 + j * ny + k]
+
+
+@njit(cache=True)
+def _f0(q, mask):
+    n1, n2, ny = q.shape
+    val = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            s = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    s += q[i, j, k]
+            if s <= 0.0:
+                continue
+            for k in range(ny):
+                if mask[i, j, k] and q[i, j, k] > 0.0:
+                    val += q[i, j, k] * np.log(q[i, j, k] / s)
+    return val
+
+
+@njit(cache=True)
+def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
+    """Crossover: keep the blocks that carry mass on the central path
+    (some cell with q >= z), drop the rest to exactly zero, solve the
+    remaining smooth problem by regularized Newton on F0 with backtracking,
+    fit the dual to its exact stationarity and certify against ALL blocks.
+    Returns (q, f, g, iterations, gap, violation, success)."""
+    n1, n2, ny = q.shape
+    qp = q.copy()
+    mp = mask.copy()
+    for i in range(n1):
+        for j in range(n2):
+            keep = False
+            cnt = 0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    cnt += 1
+                    if q[i, j, k] >= z[i, j, k]:
+                        keep = True
+            if cnt > 0 and not keep:
+                for k in range(ny):
+                    mp[i, j, k] = False
+                    qp[i, j, k] = 0.0
+    s = np.zeros((n1, n2))
+    dinv = np.zeros((n1, n2, ny))
+    den = np.zeros((n1, n2))
+    gv = np.zeros((n1, n2, ny))
+    dq = np.zeros((n1, n2, ny))
+    df = np.zeros((n1, ny))
+    dg = np.zeros((n2, ny))
+    qn = qp.copy()
+    fw = f.copy()
+    gw = g.copy()
+    gap = np.inf
+    viol = np.inf
+    reg = 1e-7
+    for it in range(1, 7):
+        _block_sums(qp, mp, s)
+        for i in range(n1):
+            for j in range(n2):
+                dn = 0.0
+                for k in range(ny):
+                    if mp[i, j, k]:
+                        v = qp[i, j, k]
+                        dinv[i, j, k] = v / (1.0 + reg)
+                        dn += v * reg / (1.0 + reg)
+                        gv[i, j, k] = np.log(v / s[i, j])
+                den[i, j] = dn if s[i, j] > 0.0 else 0.0
+        _assemble(mp, dinv, den, active, M)
+        fac = _factor(M)
+        amax = _step(qp, mp, a, b, active, dinv, den, gv, fac, dq, df, dg)
+        # full Newton steps (the reduced problem is smooth near its optimum);
+        # only the fraction-to-boundary rule limits them
+        slope = 0.0
+        alpha = min(1.0, 0.995 * amax)
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mp[i, j, k]:
+                        slope += gv[i, j, k] * dq[i, j, k]
+                        qn[i, j, k] = qp[i, j, k] + alpha * dq[i, j, k]
+        qp[:, :, :] = qn
+        viol = _violation(qp, a, b)
+        if DEBUG:
+            print("  polish", it, alpha, amax, slope, viol)
+        if viol > 1e2 * feas_tol:
+            continue
+        fw[:, :] = f
+        gw[:, :] = g
+        _dual_fit(qp, mp, active, fw, gw)
+        F0, Dv = _certificate(qp, mask, a, b, fw, gw)
+        gap = F0 - Dv
+        if DEBUG:
+            print("  polish gap", F0, Dv, gap)
+        if gap <= gap_tol and viol <= feas_tol:
+            return qp, fw, gw, it, gap, viol, True
+        if alpha < 1e-3:
+            break
+    return qp, fw, gw, 6, gap, viol, False
+
+
+@njit(cache=True)
+def _barrier(q, mask, mu):
+    """phi_mu(q) = F0(q) - mu sum log q  (the merit function)."""
+    n1, n2, ny = q.shape
+    val = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            s = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    s += q[i, j, k]
+            if s <= 0.0:
+                continue
+            for k in range(ny):
+                if mask[i, j, k]:
+                    v = q[i, j, k]
+                    val += v * np.log(v / s) - mu * np.log(v)
+    return val
+
+
+@njit(cache=True)
+def solve_one(p, gap_tol, feas_tol, max_iter):
+    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status).
+
+    Primal-dual barrier method (IPOPT's monotone strategy): for a fixed mu,
+    Newton steps on the primal-dual system with the primal-dual Hessian
+    diag((1+z)/q) - 11^T/s, backtracking on the barrier merit phi_mu; once the
+    subproblem error is below 10 mu, mu <- min(0.2 mu, mu^1.5).  Every
+    iteration checks the certificate; from mu < 1e-6 on, a crossover is tried
+    at each new mu.
+    """
     n1, n2, ny = p.shape
     a = np.zeros((n1, ny))
     b = np.zeros((n2, ny))
@@ -179,168 +577,149 @@ def solve_one(p, gap_tol, feas_tol, max_iter, mu_factor):
 
     f = np.zeros((n1, ny))
     g = np.zeros((n2, ny))
-    Dinv = np.zeros((n1, n2, ny))
+    z = np.zeros((n1, n2, ny))
+    s = np.zeros((n1, n2))
+    e = np.zeros((n1, n2, ny))
+    dinv = np.zeros((n1, n2, ny))
     den = np.zeros((n1, n2))
-    grad = np.zeros((n1, n2, ny))
+    gv = np.zeros((n1, n2, ny))
     dq = np.zeros((n1, n2, ny))
+    qn = np.zeros((n1, n2, ny))
+    df = np.zeros((n1, ny))
+    dg = np.zeros((n2, ny))
     M = np.zeros((nr, nr))
-    rhs = np.zeros(nr)
     mu = 0.1 / m
-    mu_floor = 0.05 * gap_tol / m  # central-path gap is about mu * m
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    z[i, j, k] = mu / q[i, j, k]
     status = 1
     gap = np.inf
     viol = 0.0
     it = 0
+    tried_polish = False
+    qr = q.copy()
+    qbest = q.copy()
+    fbest = f.copy()
+    gbest = g.copy()
+    best_gap = np.inf
+    best_viol = np.inf
     while it < max_iter:
         it += 1
-        # ---- assemble M = A H^-1 A^T and rhs = -(c - A q) - A H^-1 grad
-        M[:, :] = 0.0
-        rhs[:] = 0.0
+        _block_sums(q, mask, s)
         for i in range(n1):
             for j in range(n2):
-                s = 0.0
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        s += q[i, j, k]
-                if s <= 0.0:
-                    continue
                 dn = 0.0
-                ug = 0.0
                 for k in range(ny):
                     if mask[i, j, k]:
                         v = q[i, j, k]
-                        di = v * v / (v + mu)
-                        Dinv[i, j, k] = di
-                        dn += v * mu / (v + mu)
-                        gk = np.log(v / s) - mu / v
-                        grad[i, j, k] = gk
-                        ug += di * gk
-                den[i, j] = dn
-                for k in range(ny):
-                    if not mask[i, j, k]:
-                        continue
-                    dk = Dinv[i, j, k]
-                    hg = dk * grad[i, j, k] + dk * ug / dn
-                    r1 = i * ny + k
-                    r2 = off2 + j * ny + k
-                    rhs[r1] -= hg
-                    rhs[r2] -= hg
-                    for k2 in range(ny):
-                        if not mask[i, j, k2]:
-                            continue
-                        h = dk * Dinv[i, j, k2] / dn
-                        if k2 == k:
-                            h += dk
-                        c1 = i * ny + k2
-                        c2 = off2 + j * ny + k2
-                        M[r1, c1] += h
-                        M[r2, c2] += h
-                        M[r1, c2] += h
-                        M[c2, r1] += h
-        # feasibility residual c - A q
-        for i in range(n1):
-            for k in range(ny):
-                acc = a[i, k]
-                for j in range(n2):
-                    acc -= q[i, j, k]
-                rhs[i * ny + k] -= acc
-        for j in range(n2):
-            for k in range(ny):
-                acc = b[j, k]
-                for i in range(n1):
-                    acc -= q[i, j, k]
-                rhs[off2 + j * ny + k] -= acc
-        for r in range(nr):
-            if not active[r]:
-                M[r, :] = 0.0
-                M[:, r] = 0.0
-                M[r, r] = 1.0
-                rhs[r] = 0.0
-        # scale rows/cols by the diagonal (Jacobi) for conditioning
-        dsc = np.empty(nr)
-        for r in range(nr):
-            dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-        for r in range(nr):
-            for c in range(nr):
-                M[r, c] *= dsc[r] * dsc[c]
-            rhs[r] *= dsc[r]
-            M[r, r] += 1e-13  # guards against exact zero pivots as blocks empty
-        nu = np.linalg.solve(M, rhs)
-        for r in range(nr):
-            nu[r] *= dsc[r]
-        # ---- direction dq = -H^-1 (grad + A^T nu); multipliers f = -nu1, g = -nu2
-        for i in range(n1):
-            for k in range(ny):
-                f[i, k] = -nu[i * ny + k]
-        for j in range(n2):
-            for k in range(ny):
-                g[j, k] = -nu[off2 + j * ny + k]
-        dec = 0.0
-        amax = 1.0
+                        zz = z[i, j, k]
+                        dinv[i, j, k] = v / (1.0 + zz)
+                        dn += v * zz / (1.0 + zz)
+                        gv[i, j, k] = np.log(v / s[i, j]) - mu / v
+                den[i, j] = dn if s[i, j] > 0.0 else 0.0
+        _assemble(mask, dinv, den, active, M)
+        fac = _factor(M)
+        amax = _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg)
+        # df, dg are the new multipliers themselves here (gv holds no f, g)
+        slope = 0.0
         for i in range(n1):
             for j in range(n2):
-                dn = den[i, j]
-                if dn <= 0.0:
-                    continue
-                ut = 0.0
                 for k in range(ny):
                     if mask[i, j, k]:
-                        ut += Dinv[i, j, k] * (grad[i, j, k] - f[i, k] - g[j, k])
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        t = grad[i, j, k] - f[i, k] - g[j, k]
-                        d = -(Dinv[i, j, k] * t + Dinv[i, j, k] * ut / dn)
-                        dq[i, j, k] = d
-                        dec -= grad[i, j, k] * d
-                        if d < 0.0:
-                            lim = -0.995 * q[i, j, k] / d
-                            if lim < amax:
-                                amax = lim
-        if not np.isfinite(dec):
-            status = 3
-            break
-        # ---- backtracking line search on the barrier objective
-        F = _barrier_value(q, mask, mu)
-        alpha = amax
-        accepted = False
-        qn = q.copy()
-        for _ in range(60):
+                        slope += gv[i, j, k] * dq[i, j, k]
+        tau = max(0.99, 1.0 - mu)
+        alpha = min(1.0, tau * amax)
+        phi = _barrier(q, mask, mu)
+        ok = False
+        for _ in range(50):
             for i in range(n1):
                 for j in range(n2):
                     for k in range(ny):
                         if mask[i, j, k]:
                             qn[i, j, k] = q[i, j, k] + alpha * dq[i, j, k]
-            Fn = _barrier_value(qn, mask, mu)
-            if Fn <= F - 0.01 * alpha * dec or abs(Fn - F) <= 1e-15 * (1.0 + abs(F)):
-                accepted = True
+            phin = _barrier(qn, mask, mu)
+            if phin <= phi + 1e-4 * alpha * min(slope, 0.0) or abs(phin - phi) <= 1e-14 * (1.0 + abs(phi)):
+                ok = True
                 break
             alpha *= 0.5
-        if not accepted:
+        if not ok:
             status = 2
             break
-        q[:, :, :] = qn
-        # ---- restore feasibility lost to round-off, then certificate
-        viol = _violation(q, a, b)
-        sweeps = 0
-        while viol > 0.1 * feas_tol and sweeps < 20:
-            _scale_sweep(q, a, b)
-            viol = _violation(q, a, b)
-            sweeps += 1
-        F0, Dv = _certificate(q, mask, a, b, f, g)
+        # dual step: z towards mu/q along the linearization, kept in IPOPT's band
+        amax_z = 1.0
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        v = q[i, j, k]
+                        d = (mu - v * z[i, j, k] - z[i, j, k] * dq[i, j, k]) / v
+                        gv[i, j, k] = d
+                        if d < 0.0 and -tau * z[i, j, k] / d < amax_z:
+                            amax_z = -tau * z[i, j, k] / d
+        err = 0.0
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        v = qn[i, j, k]
+                        zz = z[i, j, k] + amax_z * gv[i, j, k]
+                        lo = mu / (ZBAND * v)
+                        hi = ZBAND * mu / v
+                        zz = min(max(zz, lo), hi)
+                        z[i, j, k] = zz
+                        q[i, j, k] = v
+                        err = max(err, abs(v * zz - mu))
+        for i in range(n1):
+            for k in range(ny):
+                f[i, k] = df[i, k]
+        for j in range(n2):
+            for k in range(ny):
+                g[j, k] = dg[j, k]
+        qr[:, :, :] = q
+        viol = _restore(qr, a, b, 0.1 * feas_tol, 50)
+        F0, Dv = _certificate(qr, mask, a, b, f, g)
         gap = F0 - Dv
         if DEBUG:
-            print(it, mu, dec, alpha, amax, F0, Dv, gap, viol)
+            print(it, mu, alpha, amax, slope, err, F0, Dv, gap, viol)
+        if not np.isfinite(gap):
+            status = 3
+            break
+        if viol <= feas_tol and gap < best_gap:
+            best_gap = gap
+            best_viol = viol
+            qbest[:, :, :] = qr
+            fbest[:, :] = f
+            gbest[:, :] = g
         if gap <= gap_tol and viol <= feas_tol:
+            q[:, :, :] = qr
             status = 0
             break
-        # ---- centring test: shrink mu once the Newton decrement is small
-        if dec <= mu * m:
-            mu = max(mu * mu_factor, mu_floor)
+        # subproblem solved well enough: shrink mu superlinearly
+        if -slope <= mu * m and err <= 10.0 * mu:
+            mu = max(min(0.2 * mu, mu ** 1.5), 1e-12 / m)
+            tried_polish = False
+        if mu < 1e-6 / m and not tried_polish:
+            tried_polish = True
+            qp, fp, gp, pit, pgap, pviol, okp = _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M)
+            it += pit
+            if okp:
+                q[:, :, :] = qp
+                f[:, :] = fp
+                g[:, :] = gp
+                gap = pgap
+                viol = pviol
+                status = 0
+                break
+    if status != 0 and best_gap < np.inf:
+        # not certified to tol: hand back the best certified iterate seen
+        return qbest, fbest, gbest, it, best_gap, best_viol, status
     return q, f, g, it, gap, viol, status
 
 
 @njit(cache=True, parallel=True)
-def solve_batch(p, gap_tol, feas_tol, max_iter, mu_factor):
+def solve_batch(p, gap_tol, feas_tol, max_iter):
     B, n1, n2, ny = p.shape
     q = np.zeros((B, n1, n2, ny))
     f = np.zeros((B, n1, ny))
@@ -350,7 +729,7 @@ def solve_batch(p, gap_tol, feas_tol, max_iter, mu_factor):
     viol = np.zeros(B)
     status = np.zeros(B, dtype=np.int64)
     for t in prange(B):
-        qt, ft, gt, it, gp, vl, st = solve_one(p[t], gap_tol, feas_tol, max_iter, mu_factor)
+        qt, ft, gt, it, gp, vl, st = solve_one(p[t], gap_tol, feas_tol, max_iter)
         q[t] = qt
         f[t] = ft
         g[t] = gt

@@ -65,7 +65,7 @@ def get_solver(method: str, backend: str) -> Callable[..., Solution]:
 # Method modules register themselves on import.
 from . import analytic, fastpid_adam, cvx, exact  # noqa: E402,F401
 
-try:  # torch solvers register only when torch imports
-    from . import torch_methods  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+import importlib.util as _ilu  # noqa: E402
+
+if _ilu.find_spec("torch") is not None and _ilu.find_spec(__name__ + ".torch_methods") is not None:
+    from . import torch_methods  # noqa: F401  (torch solvers register only when torch is installed)

@@ -22,10 +22,9 @@ from . import Solution, register
 def solve(
     p,
     *,
-    tol: float = 1e-9,
-    feas_tol: float = 1e-10,
-    max_iter: int = 500,
-    mu_factor: float = 0.1,
+    tol: float = 1e-8,
+    feas_tol: float = 1e-12,
+    max_iter: int = 200,
 ) -> Solution:
     """Certified interior-point solve.
 
@@ -34,16 +33,12 @@ def solve(
     tol : target duality gap in bits (bounds the error of every atom).
     feas_tol : max allowed marginal violation of q.
     max_iter : cap on Newton iterations (a warning is issued when reached).
-    mu_factor : barrier reduction factor per centring (0 < mu_factor < 1).
     """
     tol = check_positive_float(tol, "tol")
     feas_tol = check_positive_float(feas_tol, "feas_tol")
     max_iter = check_positive_int(max_iter, "max_iter")
-    mu_factor = check_positive_float(mu_factor, "mu_factor")
-    if mu_factor >= 1:
-        raise ValueError(f"mu_factor must be in (0, 1), got {mu_factor}")
     q, f, g, iters, gap, viol, status = solve_batch(
-        np.ascontiguousarray(p, dtype=np.float64), tol * LOG2, feas_tol, max_iter, mu_factor
+        np.ascontiguousarray(p, dtype=np.float64), tol * LOG2, feas_tol, max_iter
     )
     st = [STATUS[int(s)] for s in status]
     return Solution(
