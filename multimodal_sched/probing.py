@@ -107,10 +107,13 @@ def pid_of_counts(counts, *, pid_method: str = "exact"):
     """``fastpid.pid`` on a count tensor; solver warnings are logged and the
     result's ``converged`` flag is what the caller should record."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", fastpid.ConvergenceWarning)
         res = fastpid.pid(counts, method=pid_method)
     for w in caught:
-        log.warning("probe: fastpid.pid(method=%r) warned: %s", pid_method, w.message)
+        if issubclass(w.category, fastpid.ConvergenceWarning):
+            log.warning("probe: fastpid.pid(method=%r) did not converge: %s", pid_method, w.message)
+        else:  # not ours to judge: pass it on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return res
 
 

@@ -14,15 +14,18 @@ import numpy as np
 
 from .._validation import check_positive_float, check_positive_int
 from ..information import LOG2
-from ..kernels.broja_ipm import STATUS, solve_batch
+from ..kernels.broja_ipm import STATUS, solve_batch, solve_batch_serial
 from . import Solution, register
+
+# below this many distributions the thread pool costs more than it saves
+PARALLEL_MIN_BATCH = 8
 
 
 @register("exact", backend="numpy")
 def solve(
     p,
     *,
-    tol: float = 1e-8,
+    tol: float = 1e-7,
     feas_tol: float = 1e-12,
     max_iter: int = 200,
 ) -> Solution:
@@ -37,7 +40,8 @@ def solve(
     tol = check_positive_float(tol, "tol")
     feas_tol = check_positive_float(feas_tol, "feas_tol")
     max_iter = check_positive_int(max_iter, "max_iter")
-    q, f, g, iters, gap, viol, status = solve_batch(
+    kernel = solve_batch if p.shape[0] >= PARALLEL_MIN_BATCH else solve_batch_serial
+    q, f, g, iters, gap, viol, status = kernel(
         np.ascontiguousarray(p, dtype=np.float64), tol * LOG2, feas_tol, max_iter
     )
     st = [STATUS[int(s)] for s in status]

@@ -28,8 +28,8 @@ PALETTE = np.array([
 FRACTIONS = {"train": 0.55, "val": 0.15, "probe": 0.15, "test": 0.15}
 
 
-def make_cg_digits(*, seed: int = 0, color_corr: float = 0.97, gray_noise: float = 0.6,
-                   color_noise: float = 0.9, n_train: int | None = None) -> MultimodalData:
+def make_cg_digits(*, seed: int = 0, color_corr: float = 0.97, gray_noise: float = 0.35,
+                   color_noise: float = 0.5, n_train: int | None = None) -> MultimodalData:
     """Build ``cg-digits``.
 
     seed : controls the split, the noise and the color draws.

@@ -24,11 +24,11 @@ from .base import MultimodalData
 
 __all__ = ["make_synthetic"]
 
-SIZES = {"train": 1200, "val": 400, "probe": 400, "test": 800}
+SIZES = {"train": 3000, "val": 600, "probe": 600, "test": 1000}
 
 
 def make_synthetic(*, seed: int = 0, n_classes: int = 4, dim: int = 32,
-                   strength1: float = 1.0, strength2: float = 3.0,
+                   strength1: float = 1.5, strength2: float = 3.0,
                    presence1: float = 0.9, presence2: float = 0.6,
                    sparsity: int = 4, nuisance: float = 1.0, noise: float = 1.0,
                    n_train: int | None = None) -> MultimodalData:

@@ -1,0 +1,153 @@
+"""End-to-end runs (reduced), the run directory, resume, and validation before training."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import multimodal_sched as ms
+from multimodal_sched import RunConfig, run
+
+# Tiny runs: a few epochs on a subsampled cg-digits; "fastpid" (the paper's
+# solver, no JIT compile) keeps probes instant.
+TINY = dict(dataset="cg-digits", dataset_options={"n_train": 200}, width=4, batch_size=64,
+            max_unimodal_epochs=4, probe_every=2, stage2_epochs=2, joint_epochs=2, unimodal_epochs=2,
+            schedule_epochs=[1, 2], k=5, pca_dims=3, pid_method="fastpid", progress=False)
+
+
+def tiny(tmp_path, name="run", **kw):
+    return RunConfig(**{**TINY, "out": str(tmp_path / name), **kw})
+
+
+def read_events(d):
+    with open(os.path.join(d, "events.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_pid_run_writes_run_directory(tmp_path):
+    res = run(tiny(tmp_path, lambda_s=0.999, tau_u=1.01))
+    d = res.run_dir
+    for f in ("config.json", "events.jsonl", "result.json", "pid_atoms.png", "accuracy.png",
+              "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert os.path.isfile(os.path.join(d, f)), f
+    ev = read_events(d)
+    probes = [e for e in ev if e["type"] == "probe"]
+    epochs = [e for e in ev if e["type"] == "epoch"]
+    assert probes and all({"R", "U1", "U2", "S", "decision", "reason", "modality_epochs"} <= set(p) for p in probes)
+    assert len(probes) == len(res.probes)
+    n1 = len([e for e in epochs if e["phase"] == "stage1"])
+    assert n1 == max(p["epoch"] for p in probes) <= 4
+    assert len([e for e in epochs if e["phase"] == "stage2"]) == 2
+    assert ev[-1]["type"] == "result"
+    with open(os.path.join(d, "result.json")) as f:
+        saved = json.load(f)
+    assert saved["test_accuracy"] == pytest.approx(res.test_accuracy)
+    assert 0.0 <= res.test_accuracy <= 1.0
+    assert sum(res.stage1_epochs) >= n1
+    # the selected checkpoint is the best val epoch of Stage II
+    s2 = [e["val_acc"] for e in epochs if e["phase"] == "stage2"]
+    assert res.val_accuracy == pytest.approx(max(s2))
+    assert res.selected["epoch"] == 1 + int(np.argmax(s2))
+    assert isinstance(res.model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("method", ["mi", "joint", "unimodal", "schedule"])
+def test_baselines_run(tmp_path, method):
+    res = run(tiny(tmp_path, method=method, fusion="sum" if method == "joint" else "concat",
+                   plots=False))
+    assert 0.0 <= res.test_accuracy <= 1.0
+    if method == "unimodal":
+        assert set(res.unimodal) == {"1", "2"} and res.stage1_epochs == [2, 2]
+    if method == "schedule":
+        assert res.stage1_epochs == [1, 2]
+    if method == "joint":
+        assert res.stage1_epochs == [0, 0]
+    if method == "mi":
+        assert res.probes and "I1" in res.probes[0] and "U1" not in res.probes[0]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = tiny(tmp_path, "full", plots=False)
+    full = run(cfg)
+    part = cfg.replace(out=str(tmp_path / "part"))
+    with pytest.raises(ms.RunInterrupted):
+        run(part, interrupt_after=3)            # stops inside Stage I
+    with pytest.raises(ms.RunInterrupted):
+        run(None, resume=part.out, interrupt_after=2)   # and again inside Stage II
+    resumed = run(None, resume=part.out)
+    assert resumed.test_accuracy == full.test_accuracy
+    assert resumed.val_accuracy == full.val_accuracy
+    assert resumed.stage1_epochs == full.stage1_epochs
+    assert [p["S"] for p in resumed.probes] == [p["S"] for p in full.probes]
+    strip = lambda evs: [{k: v for k, v in e.items() if k not in ("run_dir", "wall_time_s")} for e in evs]
+    assert strip(read_events(part.out)) == strip(read_events(cfg.out))
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_cli_run_and_resume_flags(tmp_path, capsys):
+    from multimodal_sched.cli import main
+
+    cfg = tiny(tmp_path, "cli", method="joint", plots=False)
+    path = tmp_path / "cfg.yaml"
+    ms.save_config(cfg, str(path))
+    assert main(["run", "--config", str(path), "--seed", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seed"] == 1 and out["method"] == "joint"
+    assert main(["run", "--config", str(path)]) == 2         # run dir exists: refuses to overwrite
+    assert main(["run", "--resume", cfg.out]) == 0            # finished run: resume is a no-op
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] == out["test_accuracy"]
+    assert main(["run", "--dataset", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert not os.path.exists(tmp_path / "x")
+
+
+# ------------------------------------------------------------- validation before training
+@pytest.mark.parametrize("change, match", [
+    (dict(dataset="mnist"), "unknown dataset"),
+    (dict(dataset="npz", data_path="/nonexistent/file.npz"), "file not found"),
+    (dict(stage2_epochs=-1), "non-negative"),
+    (dict(max_unimodal_epochs=-3), "non-negative"),
+    (dict(method="best"), "unknown method"),
+    (dict(tau_u=0.5), "tau_u"),
+    (dict(k=10_000), "probe samples"),
+])
+def test_bad_configs_raise_before_training(tmp_path, change, match):
+    cfg = tiny(tmp_path, "bad", **change)
+    with pytest.raises(ValueError, match=match):
+        run(cfg)
+    assert not os.path.exists(cfg.out)          # nothing written, nothing trained
+
+
+def test_config_round_trip_and_unknown_keys(tmp_path):
+    cfg = tiny(tmp_path)
+    for name in ("c.json", "c.yaml"):
+        ms.save_config(cfg, str(tmp_path / name))
+        assert ms.load_config(str(tmp_path / name)) == cfg
+    with pytest.raises(ValueError, match="unknown config key"):
+        RunConfig.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="not found"):
+        ms.load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_datasets_are_deterministic_and_show_the_shortcut():
+    a, b = ms.make_cg_digits(seed=3), ms.make_cg_digits(seed=3)
+    for s in ("train", "test"):
+        for ta, tb in zip(a.splits[s].tensors, b.splits[s].tensors):
+            assert torch.equal(ta, tb)
+    assert not torch.equal(ms.make_cg_digits(seed=4).splits["train"].tensors[0][:5], a.splits["train"].tensors[0][:5])
+    # the color of a train sample predicts its label, the color of a test sample does not
+    from multimodal_sched.data.cg_digits import PALETTE
+
+    clean = ms.make_cg_digits(seed=3, gray_noise=0.0, color_noise=0.0)
+    pal = torch.nn.functional.normalize(torch.tensor(PALETTE, dtype=torch.float32), dim=1)
+
+    def color_acc(split):
+        gray, x2, y = clean.splits[split].tensors
+        rgb = torch.nn.functional.normalize(x2.sum((2, 3)), dim=1)   # color direction of the digit
+        return ((rgb @ pal.T).argmax(1) == y).float().mean().item()
+
+    assert color_acc("train") > 0.9 and color_acc("test") < 0.3
+    s1, s2 = ms.make_synthetic(seed=0), ms.make_synthetic(seed=0)
+    assert torch.equal(s1.splits["probe"].tensors[0], s2.splits["probe"].tensors[0])
+    assert set(s1.splits) == {"train", "val", "probe", "test"}
