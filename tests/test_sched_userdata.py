@@ -18,9 +18,9 @@ FAST = dict(max_unimodal_epochs=4, probe_every=2, stage2_epochs=2, k=4, pca_dims
 
 def two_views(n, seed, n_classes=3):
     """Two noisy views of one latent class signal."""
+    centers = np.random.default_rng(123).standard_normal((n_classes, 6)) * 2   # shared by all splits
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n)
-    centers = rng.standard_normal((n_classes, 6)) * 2
     x1 = centers[y] + rng.standard_normal((n, 6))
     x2 = np.concatenate([centers[y][:, :3] * 0.5, rng.standard_normal((n, 5))], axis=1) + rng.standard_normal((n, 8))
     return x1.astype(np.float32), x2.astype(np.float32), y

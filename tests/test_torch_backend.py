@@ -188,7 +188,7 @@ def test_fastpid_is_differentiable():
 def test_cvx_returns_tensors_and_refuses_backward():
     P = torch.tensor(fastpid.distributions.xor(), dtype=torch.float64, requires_grad=True)
     r = fastpid.pid(P, method="cvx", solver="CLARABEL")
-    assert isinstance(r.S, torch.Tensor) and abs(float(r.S) - 1.0) < 1e-6
+    assert isinstance(r.S, torch.Tensor) and abs(r.S.item() - 1.0) < 1e-6
     assert not r.q.requires_grad
     with pytest.raises(RuntimeError, match="not differentiable"):
         r.S.backward()

@@ -196,7 +196,7 @@ def _factor(M):
     for attempt in range(8):
         try:
             L = np.linalg.cholesky(S)
-            return L, dsc, skip, attempt == 0
+            return np.ascontiguousarray(L), np.ascontiguousarray(L.T), dsc, skip, attempt == 0
         except Exception:
             # regularize and retry; iterative refinement in _step removes
             # the bias this introduces
@@ -206,29 +206,32 @@ def _factor(M):
     for r in range(n):  # hopeless: identity keeps the iteration finite
         skip[r] = True
     L = np.eye(n)
-    return L, dsc, skip, False
+    return L, L.copy(), dsc, skip, False
 
 
 @njit(cache=True)
-def _solve_factored(L, dsc, skip, lapack_ok, rhs):
-    """Solve with the factor from :func:`_factor` (forward and back substitution)."""
+def _solve_factored(L, U, dsc, skip, lapack_ok, rhs):
+    """Solve with the factor from :func:`_factor`: forward substitution on the
+    rows of L, back substitution on the rows of U = L^T (both contiguous)."""
     n = L.shape[0]
     y = np.zeros(n)
     for i in range(n):
         if skip[i]:
             continue
         acc = rhs[i] * dsc[i]
+        Li = L[i]
         for k in range(i):
-            acc -= L[i, k] * y[k]
-        y[i] = acc / L[i, i]
+            acc -= Li[k] * y[k]
+        y[i] = acc / Li[i]
     x = np.zeros(n)
     for i in range(n - 1, -1, -1):
         if skip[i]:
             continue
         acc = y[i]
+        Ui = U[i]
         for k in range(i + 1, n):
-            acc -= L[k, i] * x[k]
-        x[i] = acc / L[i, i]
+            acc -= Ui[k] * x[k]
+        x[i] = acc / Ui[i]
     for r in range(n):
         x[r] *= dsc[r]
     return x
@@ -259,7 +262,7 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
     primal residual so that round-off in an ill-conditioned M does not leak
     into the marginals.  Fills dq and the multipliers df = -nu1, dg = -nu2;
     returns the largest step keeping q > 0."""
-    L, dsc, skip, ok = fac
+    L, U, dsc, skip, ok = fac
     n1, n2, ny = q.shape
     nr = L.shape[0]
     off2 = n1 * ny
@@ -290,7 +293,7 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
         rhs[t] -= r[t]
         if not active[t]:
             rhs[t] = 0.0
-    nu = _solve_factored(L, dsc, skip, ok, rhs)
+    nu = _solve_factored(L, U, dsc, skip, ok, rhs)
     t3 = np.zeros((n1, n2, ny))
     sweeps = 3 if ok else 8
     for sweep in range(sweeps):
@@ -324,7 +327,7 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
             break
         for t in range(nr):
             rho[t] = -rho[t]
-        dnu = _solve_factored(L, dsc, skip, ok, rho)
+        dnu = _solve_factored(L, U, dsc, skip, ok, rho)
         for t in range(nr):
             nu[t] += dnu[t]
     for i in range(n1):
@@ -395,8 +398,8 @@ def _dual_fit(q, mp, active, f, g):
             N[r, r] = 1.0
             rhs[r] = 0.0
         N[r, r] += 1e-12
-    L, dsc, skip, ok = _factor(N)
-    d = _solve_factored(L, dsc, skip, ok, rhs)
+    L, U, dsc, skip, ok = _factor(N)
+    d = _solve_factored(L, U, dsc, skip, ok, rhs)
     for i in range(n1):
         for k in range(ny):
             f[i, k] += d[i * ny + k]
