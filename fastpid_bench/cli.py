@@ -247,6 +247,7 @@ def run(cfg, command, *, out=None, plots=True, progress=True, argv=()):
 
     t0 = time.perf_counter()
     started = report.now_utc()
+    machine_at_start = report.machine_info()
     prog = report.progress_factory(progress and sys.stderr.isatty())
     rows, problems = [], []
     steps = {
@@ -274,7 +275,8 @@ def run(cfg, command, *, out=None, plots=True, progress=True, argv=()):
             "started_utc": started,
             "finished_utc": report.now_utc(),
             "duration_s": round(time.perf_counter() - t0, 3),
-            "machine": report.machine_info(),
+            "machine": machine_at_start,
+            "load_average_at_end": report.machine_info()["load_average_1_5_15min"],
             "config": dataclasses.asdict(cfg),
             "method_options": {m: {"pid_method": METHODS[m][0], **METHODS[m][1], **cfg.method_extra.get(m, {})}
                                for m in cfg.methods},

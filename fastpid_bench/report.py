@@ -198,7 +198,12 @@ def machine_info() -> dict:
         n_avail = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         n_avail = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover
+        load = None
     return {
+        "load_average_1_5_15min": load,  # timings are only comparable on an otherwise idle machine
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu,
@@ -329,7 +334,7 @@ def write_plots(rows, out_dir) -> list:
         groups = list(dict.fromkeys(r["variant"].split(":")[0] for r in rs))
         fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.4), squeeze=False)
         for ax, g in zip(axes[0], groups):
-            grs = [r for r in rs if r["variant"].startswith(g + ":")]
+            grs = [r for r in rs if r["variant"].split(":")[0] == g]
             labels = [r["variant"].split("=", 1)[1] for r in grs]
             vals = [r["mae"] if isinstance(r["mae"], float) and math.isfinite(r["mae"]) else np.nan for r in grs]
             ax.bar(range(len(grs)), vals, color="tab:red", alpha=0.7)

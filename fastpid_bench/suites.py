@@ -15,6 +15,7 @@ from .runner import ATOMS, REFERENCE_ORDER, Measurement, Referee, mae, measure, 
 __all__ = ["Config", "run_gates", "run_gaussian", "run_ablation", "run_scaling", "ABLATIONS"]
 
 ABLATIONS = ("init", "iters", "sinkhorn")
+NO_STOP_TOL = 1e-300  # FastPID tol that never fires: runs exactly max_iter steps
 
 
 @dataclass
@@ -147,11 +148,13 @@ def run_ablation(cfg: Config, which=None, progress=nullcontext) -> tuple[list, l
     problem = pb.gaussian_problem(cfg.ablation_dx, cfg.ablation_dy, samples=cfg.samples, seed=cfg.seed,
                                   coeffs=cfg.coeffs, noise=cfg.noise)
     sweeps = {
-        "init": ("init", cfg.init_values),
-        "iters": ("max_iter", cfg.iters_values),
-        "sinkhorn": ("sinkhorn_iters", cfg.sinkhorn_values),
+        "init": [("init", cfg.init_values, {})],
+        # the paper's stopping test, and the same budgets with the test disabled (tol ~ 0) so
+        # that every row really runs max_iter Adam steps
+        "iters": [("max_iter", cfg.iters_values, {}), ("max_iter", cfg.iters_values, {"tol": NO_STOP_TOL})],
+        "sinkhorn": [("sinkhorn_iters", cfg.sinkhorn_values, {})],
     }
-    total = sum(len(sweeps[w][1]) for w in which) + 1
+    total = sum(len(v) for w in which for _, v, _ in sweeps[w]) + 1
     rows = []
     with progress(total, "ablation") as tick:
         referee = _referee(cfg, problem)
@@ -161,12 +164,13 @@ def run_ablation(cfg: Config, which=None, progress=nullcontext) -> tuple[list, l
             rows.append(_row("ablation", problem, ref, backend=cfg.backend, variant="reference",
                              ref_label=label, ref=None))
         for w in which:
-            opt, values = sweeps[w]
-            for v in values:
-                m = _solve(cfg, problem.counts, "fastpid", extra={opt: v})
-                rows.append(_row("ablation", problem, m, backend=cfg.backend, variant=f"{w}:{opt}={v}",
-                                 ref_label=label, ref=ref))
-                tick()
+            for opt, values, fixed in sweeps[w]:
+                tag = f"{w}(no early stop)" if fixed else w
+                for v in values:
+                    m = _solve(cfg, problem.counts, "fastpid", extra={opt: v, **fixed})
+                    rows.append(_row("ablation", problem, m, backend=cfg.backend, variant=f"{tag}:{opt}={v}",
+                                     ref_label=label, ref=ref))
+                    tick()
     return rows, [problem]
 
 

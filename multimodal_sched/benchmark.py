@@ -82,38 +82,34 @@ def compare(*, datasets=("cg-digits", "synthetic"), seeds=(0, 1, 2), out: str = 
         rows = [run_spec(t) for t in todo]
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(rows, f, indent=2)
-    lines = []
-    header = "| method | " + " | ".join(datasets) + " |"
-    lines += [header, "|" + "---|" * (len(datasets) + 1)]
-    table = {}
+    labels = {ds: MODALITY_NAMES.get(ds, ("m1", "m2")) for ds in datasets}
+    lines = ["| method | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    cells = {}   # row label -> {dataset: cell}
     for ds in datasets:
-        names = MODALITY_NAMES.get(ds, ("m1", "m2"))
         r = [x for x in rows if x["dataset"] == ds]
-        col = {}
         uni = [x for x in r if x["name"] == "unimodal"]
-        col[f"unimodal modality 1 ({names[0]})"] = _fmt([x["unimodal"]["1"]["test_accuracy"] for x in uni])
-        col[f"unimodal modality 2 ({names[1]})"] = _fmt([x["unimodal"]["2"]["test_accuracy"] for x in uni])
+        for m in ("1", "2"):
+            name = labels[ds][int(m) - 1]
+            cells.setdefault(f"unimodal, modality {m}", {})[ds] = (
+                _fmt([x["unimodal"][m]["test_accuracy"] for x in uni]) + f" ({name})")
         for key, label in (("joint-concat", "naive joint, concat"), ("joint-sum", "naive joint, sum"),
-                           ("mi", "MI controller (+ Stage II concat)"),
-                           ("pid", "PID controller, Algorithm 1 (+ Stage II concat)")):
+                           ("mi", "MI controller, then Stage II (concat)"),
+                           ("pid", "PID controller (Algorithm 1), then Stage II (concat)")):
             sel = [x for x in r if x["name"] == key]
             cell = _fmt([x["test"] for x in sel])
             if key in ("mi", "pid"):
                 e = np.mean([x["stage1_epochs"] for x in sel], axis=0)
-                cell += f" (Stage I epochs {e[0]:.0f}/{e[1]:.0f})"
-            col[label] = cell
+                cell += f" (mean Stage I epochs {e[0]:.0f} / {e[1]:.0f})"
+            cells.setdefault(label, {})[ds] = cell
         best = []
         for seed in seeds:
             sch = [x for x in r if x["seed"] == seed and x["name"].startswith("schedule-")]
-            b = max(sch, key=lambda x: x["val"])
-            best.append(b)
+            best.append(max(sch, key=lambda x: x["val"]))   # ties: first in grid order
         picks = ", ".join(x["name"].replace("schedule-", "") for x in best)
-        col["best fixed schedule (picked on val)"] = _fmt([x["test"] for x in best]) + f" (e1-e2: {picks})"
-        table[ds] = col
-    for label in table[datasets[0]]:
-        lines.append(f"| {label.replace('modality 1 (gray)', 'modality 1').replace('modality 2 (color)', 'modality 2')}"
-                     if False else f"| {label} | " + " | ".join(table[ds].get(label, _other(table[ds], label))
-                                                                 for ds in datasets) + " |")
+        cells.setdefault("best fixed schedule e1-e2 (picked on val per seed)", {})[ds] = (
+            _fmt([x["test"] for x in best]) + f" (picked {picks})")
+    for label, row in cells.items():
+        lines.append(f"| {label} | " + " | ".join(row.get(ds, "n/a") for ds in datasets) + " |")
     total = sum(x["wall_time_s"] for x in rows)
     lines.append("")
     lines.append(f"Test accuracy (%) of the val-selected checkpoint, mean ± std over seeds {list(seeds)}; "
@@ -123,11 +119,3 @@ def compare(*, datasets=("cg-digits", "synthetic"), seeds=(0, 1, 2), out: str = 
         f.write(text + "\n")
     return text
 
-
-def _other(col: dict, label: str) -> str:
-    # modality rows are named per dataset; match them by position
-    if label.startswith("unimodal modality 1"):
-        return next(v for k, v in col.items() if k.startswith("unimodal modality 1"))
-    if label.startswith("unimodal modality 2"):
-        return next(v for k, v in col.items() if k.startswith("unimodal modality 2"))
-    return "n/a"

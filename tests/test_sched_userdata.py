@@ -31,7 +31,8 @@ def splits(seed=0):
 
 
 def test_run_from_numpy_arrays(tmp_path):
-    res = run(RunConfig(out=str(tmp_path / "arr"), **FAST), data=splits())
+    cfg = RunConfig(out=str(tmp_path / "arr"), **{**FAST, "width": 8, "stage2_epochs": 4, "lr_stage2": 0.05})
+    res = run(cfg, data=splits())
     assert res.dataset == "user" and res.test_accuracy > 0.5          # 3 classes: chance is 1/3
     assert os.path.isfile(os.path.join(res.run_dir, "result.json"))
     assert res.probes                                                 # probe defaults to the val split
@@ -64,6 +65,7 @@ def test_run_from_torch_datasets_and_own_encoders(tmp_path):
     assert again.test_accuracy == res.test_accuracy
 
 
+@pytest.mark.filterwarnings("ignore:split .* has no sample:UserWarning")
 @pytest.mark.parametrize("mutate, match", [
     (lambda d: d.update(train=(d["train"][0][:-1], d["train"][1], d["train"][2])), "same length"),
     (lambda d: d["val"][0].__setitem__((0, 0), np.nan), "NaN or inf"),
@@ -112,7 +114,7 @@ def test_probe_standalone_and_k_check():
     assert r.R + r.U1 == pytest.approx(r.I1, abs=1e-6)
     assert r.R + r.U1 + r.U2 + r.S == pytest.approx(r.I, abs=1e-6)
     r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="fastpid")
-    assert r2.to_dict() == r.to_dict()                                # seeded: reproducible
+    assert r2.atoms() == r.atoms()                                    # seeded: reproducible
     rq = probe(e1, e2, loader, k=5, binning="quantile", pid_method="fastpid")
     assert rq.I >= 0
     with pytest.raises(ValueError, match="k=100"):
@@ -166,3 +168,14 @@ def test_docs_your_own_data_section_runs(tmp_path, monkeypatch):
             exec(compile(code, "docs/multimodal_sched.md", "exec"), ns)
     assert 0.0 <= ns["result"].test_accuracy <= 1.0
     assert ns["decision"].start_joint
+
+
+def test_npz_dataset_through_config(tmp_path):
+    arrays = {}
+    for s, (x1, x2, y) in splits(2).items():
+        arrays.update({f"x1_{s}": x1, f"x2_{s}": x2, f"y_{s}": y})
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays)
+    res = run(RunConfig(dataset="npz", data_path=str(path), method="joint", joint_epochs=2,
+                        out=str(tmp_path / "npz"), **FAST))
+    assert res.dataset == "mine.npz" and 0.0 <= res.test_accuracy <= 1.0

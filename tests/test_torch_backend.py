@@ -18,6 +18,7 @@ from fastpid import ConvergenceWarning  # noqa: E402
 KEYS = ("R", "U1", "U2", "S", "I", "I1", "I2")
 AGREE_F64 = 1e-8    # bits: torch float64 vs NumPy (issue 5 acceptance)
 AGREE_F32 = 1e-5    # bits: float32 input vs NumPy float64 (documented in docs/torch.md)
+GAP_TOL = 1e-10     # bits: certified gap asked of both solves in agreement tests
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -100,9 +101,9 @@ def test_single_histogram_gives_zero_dim_tensors():
 def test_leading_batch_dims():
     rng = np.random.default_rng(2)
     P = torch.tensor(rng.random((2, 3, 2, 2, 3)))
-    r = fastpid.pid(P)
+    r = fastpid.pid(P, tol=GAP_TOL)
     assert r.S.shape == (2, 3) and r.q.shape == P.shape
-    _assert_exact_agree(r, fastpid.pid(P.numpy()), AGREE_F64)
+    _assert_exact_agree(r, fastpid.pid(P.numpy(), tol=GAP_TOL), AGREE_F64)
 
 
 def test_backend_numpy_override_gives_numpy():
@@ -133,8 +134,8 @@ def test_exact_float64_agrees_with_numpy(shape):
     P = _random_batch(rng, 16, shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = fastpid.pid(P)
-        r = fastpid.pid(torch.tensor(P))
+        ref = fastpid.pid(P, tol=GAP_TOL)
+        r = fastpid.pid(torch.tensor(P), tol=GAP_TOL)
     _assert_exact_agree(r, ref, AGREE_F64)
     # q* need not be unique (the objective is not strictly convex): compare feasibility only
     assert float(r.violation.max()) <= 1e-10
@@ -145,8 +146,8 @@ def test_exact_float32_agrees_within_documented_tolerance():
     P = _random_batch(rng, 32, (4, 5, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = fastpid.pid(P)
-        r = fastpid.pid(torch.tensor(P, dtype=torch.float32))
+        ref = fastpid.pid(P, tol=GAP_TOL)
+        r = fastpid.pid(torch.tensor(P, dtype=torch.float32), tol=GAP_TOL)
     _assert_exact_agree(r, ref, AGREE_F32)
 
 
@@ -222,10 +223,10 @@ def test_grad_S_matches_central_differences_on_larger_histograms():
     rng = np.random.default_rng(12)
     P = _interior(rng, (6, 5, 4), 2)
     Pt = torch.tensor(P, requires_grad=True)
-    S = _atoms_fn(tol=1e-12)
+    S = _atoms_fn(tol=1e-11)
     S(Pt)[3].sum().backward()
     grad = Pt.grad.numpy()
-    h = 1e-5
+    h = 1e-4  # P entries are O(1): truncation error ~1e-8, solver noise / h ~1e-6
     cells = [tuple(int(rng.integers(s)) for s in P.shape) for _ in range(12)]
     for idx in cells:
         e = np.zeros_like(P)
@@ -257,8 +258,8 @@ def test_gradients_finite_with_zero_cells():
     Pt = torch.tensor(P, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        r = fastpid.pid(Pt)
-        ref = fastpid.pid(P)
+        r = fastpid.pid(Pt, tol=GAP_TOL)
+        ref = fastpid.pid(P, tol=GAP_TOL)
     sum(getattr(r, k).sum() for k in KEYS).backward()
     assert torch.isfinite(Pt.grad).all()
     _assert_exact_agree(r, ref, AGREE_F64)
@@ -282,13 +283,13 @@ def test_cuda_exact_on_device(dtype):
     rng = np.random.default_rng(20)
     P = _random_batch(rng, 8, (3, 4, 2))
     Pc = torch.tensor(P, dtype=dtype, device="cuda", requires_grad=True)
-    r = fastpid.pid(Pc)
+    r = fastpid.pid(Pc, tol=GAP_TOL)
     for k in KEYS:
         assert getattr(r, k).device.type == "cuda" and getattr(r, k).dtype == dtype
     assert r.q.device.type == "cuda"
     r.S.sum().backward()
     assert Pc.grad.device.type == "cuda" and torch.isfinite(Pc.grad).all()
-    _assert_exact_agree(r, fastpid.pid(P), AGREE_F64 if dtype == torch.float64 else AGREE_F32)
+    _assert_exact_agree(r, fastpid.pid(P, tol=GAP_TOL), AGREE_F64 if dtype == torch.float64 else AGREE_F32)
 
 
 @pytest.mark.cuda

@@ -97,7 +97,11 @@ def solve_one(p1, *, max_iter, lr, tol, sinkhorn_iters, init, rng, betas=(0.9, 0
         mhat = m / (1 - betas[0] ** it)
         vhat = v / (1 - betas[1] ** it)
         theta = np.where(finite, theta - lr * mhat / (np.sqrt(vhat) + eps), theta)
-        if np.max(np.abs(Qp - q_old)) < tol:
+        # Algorithm 2 compares Q_k,proj with Q_old; read literally (Q_old = Q_init
+        # and Q_0,proj = Q_init) it would always stop after one step, which
+        # contradicts the paper's reported iteration counts (419, 959, ...).
+        # We therefore compare consecutive projected iterates from k = 1 on.
+        if it > 1 and np.max(np.abs(Qp - q_old)) < tol:
             stopped = True
             break
         q_old = Qp

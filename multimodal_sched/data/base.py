@@ -143,8 +143,9 @@ def as_multimodal_data(data, *, n_classes: int | None = None, name: str = "user"
             ds = _from_arrays(split, v)
             labels[split] = ds.tensors[2].numpy()
             splits[split] = ds
-    if "probe" not in splits:
-        splits["probe"], labels["probe"] = splits["val"], labels["val"]
+    probe_is_val = "probe" not in splits
+    if probe_is_val:
+        splits["probe"] = splits["val"]
     if n_classes is None:
         n_classes = int(labels["train"].max()) + 1
     for split, y in labels.items():
