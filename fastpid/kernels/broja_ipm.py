@@ -5,19 +5,23 @@ Problem (one normalized distribution p of shape (n1, n2, ny)):
     minimize    F0(q) = sum_{x1,x2,y} q log(q / s),   s(x1,x2) = sum_y q   (= -H_q(Y|X1,X2))
     subject to  sum_{x2} q = a := p(x1, y),  sum_{x1} q = b := p(x2, y),  q >= 0,
 
-on the support {a(x1,y) > 0 and b(x2,y) > 0}.  A Mehrotra predictor-corrector
-primal-dual method (primal q > 0, multipliers f(x1,y), g(x2,y) of the marginal
-constraints, bound multipliers z > 0) started from the feasible, strictly
-positive q0 = a b / p(y), followed by a crossover ("polish") that drops the
-(x1, x2) blocks whose mass vanishes and solves the remaining smooth problem by
-Newton's method.  Structure used:
+on the support {a(x1,y) > 0 and b(x2,y) > 0}.  A primal-dual barrier method
+(IPOPT's monotone strategy: primal q > 0, multipliers f(x1,y), g(x2,y) of the
+marginal constraints, bound multipliers z > 0, backtracking on the barrier
+merit) started from the feasible, strictly positive q0 = a b / p(y), with a
+crossover ("polish") that drops the (x1, x2) blocks whose mass vanishes and
+solves the remaining smooth problem by Newton's method.  Structure used:
 
 * The Newton matrix is block diagonal over (x1, x2), each block
   diag((1 + z)/q) - (1/s) 11^T, inverted in closed form (Sherman-Morrison,
   with the denominator sum q z/(1+z) formed without cancellation).
 * The Newton/KKT step reduces to one symmetric positive-definite system
-  M nu = rhs with M = A H^{-1} A^T of size (n1 + n2) ny; for each y one
+  M nu = rhs with M = A W^{-1} A^T of size (n1 + n2) ny; for each y one
   (x2, y) row is redundant and is dropped (replaced by an identity row).
+  M is Jacobi-scaled, factored by LAPACK Cholesky (regularized and retried if
+  it is numerically semi-definite) and each step is iteratively refined on the
+  primal residual, so round-off does not leak into the marginals; a final
+  alternating-scaling pass removes what is left before the certificate.
 * Certificate: the multipliers give dual variables f(x1,y), g(x2,y); after a
   shift that makes them dual feasible (logsumexp_y(f + g) <= 0 on every block)
   the dual value D is a rigorous lower bound on min F0, and
@@ -28,7 +32,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-DEBUG = False
 ZBAND = 1e10  # IPOPT keeps z within [mu/(ZBAND q), ZBAND mu/q]
 STATUS = {0: "converged", 1: "max_iter reached", 2: "stalled at working precision", 3: "numerical failure"}
 
@@ -350,17 +353,6 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
 
 
 @njit(cache=True)
-def _stationarity(q, mask, f, g, s, e):
-    """e = log(q/s) - f - g on the support (the dual residual before z)."""
-    n1, n2, ny = q.shape
-    for i in range(n1):
-        for j in range(n2):
-            for k in range(ny):
-                if mask[i, j, k]:
-                    e[i, j, k] = np.log(q[i, j, k] / s[i, j]) - f[i, k] - g[j, k]
-
-
-@njit(cache=True)
 def _dual_fit(q, mp, active, f, g):
     """Least-change dual update: the smallest (df, dg) with
     f + df + g + dg = log(q/s) on every cell of the kept blocks (exact
@@ -409,28 +401,10 @@ def _dual_fit(q, mp, active, f, g):
 
 
 @njit(cache=True)
-def _f0(q, mask):
-    n1, n2, ny = q.shape
-    val = 0.0
-    for i in range(n1):
-        for j in range(n2):
-            s = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    s += q[i, j, k]
-            if s <= 0.0:
-                continue
-            for k in range(ny):
-                if mask[i, j, k] and q[i, j, k] > 0.0:
-                    val += q[i, j, k] * np.log(q[i, j, k] / s)
-    return val
-
-
-@njit(cache=True)
 def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
     """Crossover: keep the blocks that carry mass on the central path
     (some cell with q >= z), drop the rest to exactly zero, solve the
-    remaining smooth problem by regularized Newton on F0 with backtracking,
+    remaining smooth problem by (slightly regularized) Newton steps on F0,
     fit the dual to its exact stationarity and certify against ALL blocks.
     Returns (q, f, g, iterations, gap, violation, success)."""
     n1, n2, ny = q.shape
@@ -479,18 +453,14 @@ def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
         amax = _step(qp, mp, a, b, active, dinv, den, gv, fac, dq, df, dg)
         # full Newton steps (the reduced problem is smooth near its optimum);
         # only the fraction-to-boundary rule limits them
-        slope = 0.0
         alpha = min(1.0, 0.995 * amax)
         for i in range(n1):
             for j in range(n2):
                 for k in range(ny):
                     if mp[i, j, k]:
-                        slope += gv[i, j, k] * dq[i, j, k]
                         qn[i, j, k] = qp[i, j, k] + alpha * dq[i, j, k]
         qp[:, :, :] = qn
         viol = _violation(qp, a, b)
-        if DEBUG:
-            print("  polish", it, alpha, amax, slope, viol)
         if viol > 1e2 * feas_tol:
             continue
         fw[:, :] = f
@@ -498,8 +468,6 @@ def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
         _dual_fit(qp, mp, active, fw, gw)
         F0, Dv = _certificate(qp, mask, a, b, fw, gw)
         gap = F0 - Dv
-        if DEBUG:
-            print("  polish gap", F0, Dv, gap)
         if gap <= gap_tol and viol <= feas_tol:
             return qp, fw, gw, it, gap, viol, True
         if alpha < 1e-3:
@@ -686,8 +654,6 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         viol = _restore(qr, a, b, 0.1 * feas_tol, 50)
         F0, Dv = _certificate(qr, mask, a, b, f, g)
         gap = F0 - Dv
-        if DEBUG:
-            print(it, mu, alpha, amax, slope, err, F0, Dv, gap, viol)
         if not np.isfinite(gap):
             status = 3
             break
