@@ -13,12 +13,15 @@ from .histogram import joint_histogram
 from .information import conditional_mutual_information, mutual_information
 from .methods import available_methods
 from .result import PIDResult
+from .estimate import PIDEstimate, pid_from_samples
 
 __version__ = "0.1.0"
 
 __all__ = [
     "pid",
     "PIDResult",
+    "pid_from_samples",
+    "PIDEstimate",
     "ConvergenceWarning",
     "SolverError",
     "joint_histogram",

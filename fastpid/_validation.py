@@ -37,9 +37,11 @@ def check_distribution(P, nx, *, name: str = "P"):
     """
     arr = nx.coerce(P, name)
     if arr.ndim < 3:
+        # np.ascontiguousarray turns 0-D input into 1-D: report the user's own shape
+        found = np.shape(P) if nx.name == "numpy" else tuple(arr.shape)
         raise ValueError(
             f"Expected {name} with shape (n1, n2, ny) or (..., n1, n2, ny), "
-            f"got {arr.ndim}-D input of shape {tuple(arr.shape)} instead"
+            f"got {len(found)}-D input of shape {tuple(found)} instead"
         )
     shape = tuple(int(s) for s in arr.shape)
     if any(s == 0 for s in shape):
@@ -62,7 +64,8 @@ def check_distribution(P, nx, *, name: str = "P"):
     tot_host = np.asarray(nx.to_numpy(totals) if nx.name != "numpy" else totals)
     if (tot_host <= 0).any():
         b = int(np.argmax(tot_host <= 0))
-        where = "" if not batch_shape else f" (batch index {np.unravel_index(b, batch_shape)})"
+        index = tuple(int(i) for i in np.unravel_index(b, batch_shape))
+        where = "" if not batch_shape else f" (batch index {index})"
         raise ValueError(f"{name} has zero total mass{where}; there is no distribution to decompose")
     p = flat / totals.reshape(-1, 1, 1, 1)
     return p, batch_shape

@@ -24,7 +24,7 @@ COLUMNS = [
 ]
 
 #: one colour per method in every plot
-COLORS = {"GT": "0.3", "exact": "tab:blue", "fastpid": "tab:orange", "analytic": "tab:gray",
+COLORS = {"GT": "black", "exact": "tab:blue", "fastpid": "tab:orange", "analytic": "tab:gray",
           "cvx-scs": "tab:purple", "cvx-clarabel": "tab:green"}
 
 PACKAGES = ("fastpid", "numpy", "numba", "scipy", "cvxpy", "scs", "clarabel", "torch", "rich", "matplotlib")

@@ -133,7 +133,7 @@ def measure(P, method: str, *, backend=None, repeat: int = 1, seed: int = 0, ext
     m.violation = _num(d["violation"], np.max)
     m.iterations = _num(d["iterations"], np.mean)
     gap = np.asarray(d["gap"], dtype=float)
-    m.gap = float(np.max(gap)) if gap.size and np.isfinite(gap).all() else (float(np.nanmax(gap)) if np.isfinite(gap).any() else math.nan)
+    m.gap = float(np.nanmax(gap)) if np.isfinite(gap).any() else math.nan
     m.status = _status(res.info)
     return m
 

@@ -209,7 +209,7 @@ def run_scaling(cfg: Config, progress=nullcontext) -> tuple[list, list]:
             for r in mrows:
                 r["exponent"] = exp
             rows += mrows
-            serial = METHOD_IS_SERIAL.get(method, False)
+            serial = METHOD_IS_SERIAL.get(method, False) or (method == "fastpid" and cfg.backend in (None, "numpy"))
             B = min(cfg.batch, cfg.serial_batch) if serial else cfg.batch
             bprob = pb.random_problem(n1, n2, ny, seed=cfg.seed, batch=B, samples=2_000 if cfg.quick else 20_000)
             probs.append(bprob)
@@ -219,7 +219,8 @@ def run_scaling(cfg: Config, progress=nullcontext) -> tuple[list, list]:
     return rows, probs
 
 
-#: methods whose batch is a Python loop of single conic solves (batch capped by serial_batch)
+#: methods whose batch is a Python loop of single solves (batch capped by serial_batch);
+#: FastPID on the NumPy backend loops too
 METHOD_IS_SERIAL = {"cvx-scs": True, "cvx-clarabel": True}
 
 

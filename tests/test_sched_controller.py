@@ -1,6 +1,5 @@
 """Algorithm 1's controller driven by scripted PID sequences: every branch."""
 import json
-import sys
 
 import pytest
 

@@ -9,11 +9,11 @@ import torch
 import multimodal_sched as ms
 from multimodal_sched import RunConfig, run
 
-# Tiny runs: a few epochs on a subsampled cg-digits; "fastpid" (the paper's
-# solver, no JIT compile) keeps probes instant.
+# Tiny runs: a few epochs on a subsampled cg-digits; "analytic" (closed-form,
+# no JIT compile, always feasible) keeps probes instant.
 TINY = dict(dataset="cg-digits", dataset_options={"n_train": 200}, width=4, batch_size=64,
             max_unimodal_epochs=4, probe_every=2, stage2_epochs=2, joint_epochs=2, unimodal_epochs=2,
-            schedule_epochs=[1, 2], k=5, pca_dims=3, pid_method="fastpid", progress=False)
+            schedule_epochs=[1, 2], k=5, pca_dims=3, pid_method="analytic", progress=False)
 
 
 def tiny(tmp_path, name="run", **kw):

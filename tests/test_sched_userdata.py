@@ -13,7 +13,7 @@ import multimodal_sched as ms
 from multimodal_sched import Controller, RunConfig, probe, run
 
 FAST = dict(max_unimodal_epochs=4, probe_every=2, stage2_epochs=2, k=4, pca_dims=2,
-            pid_method="fastpid", progress=False, plots=False, batch_size=32, width=4)
+            pid_method="analytic", progress=False, plots=False, batch_size=32, width=4)
 
 
 def two_views(n, seed, n_classes=3):
@@ -108,17 +108,17 @@ def test_probe_standalone_and_k_check():
     loader = DataLoader(TensorDataset(torch.from_numpy(x1), torch.from_numpy(x2), torch.from_numpy(y)), batch_size=32)
     e1, e2 = nn.Linear(6, 4), nn.Linear(8, 4)
     e1.train()
-    r = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="fastpid")
+    r = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
     assert e1.training                                                # mode restored
     assert r.I1 > 0.3                                                 # view 1 carries the class
     assert r.R + r.U1 == pytest.approx(r.I1, abs=1e-6)
     assert r.R + r.U1 + r.U2 + r.S == pytest.approx(r.I, abs=1e-6)
-    r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="fastpid")
+    r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
     assert r2.atoms() == r.atoms()                                    # seeded: reproducible
-    rq = probe(e1, e2, loader, k=5, binning="quantile", pid_method="fastpid")
+    rq = probe(e1, e2, loader, k=5, binning="quantile", pid_method="analytic")
     assert rq.I >= 0
     with pytest.raises(ValueError, match="k=100"):
-        probe(e1, e2, loader, k=100, pid_method="fastpid")
+        probe(e1, e2, loader, k=100, pid_method="analytic")
 
 
 def test_hand_written_loop_reaches_stage_two():
@@ -140,7 +140,7 @@ def test_hand_written_loop_reaches_stage_two():
                 loss.backward()
                 opts[m - 1].step()
         if ctl.due(epoch):
-            decision = ctl.observe(probe(*encoders, probe_loader, k=6, pca_dims=3, pid_method="fastpid"), epoch)
+            decision = ctl.observe(probe(*encoders, probe_loader, k=6, pca_dims=3, pid_method="analytic"), epoch)
             seen.append(decision)
             if decision.start_joint:
                 break

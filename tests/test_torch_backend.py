@@ -18,7 +18,7 @@ from fastpid import ConvergenceWarning  # noqa: E402
 KEYS = ("R", "U1", "U2", "S", "I", "I1", "I2")
 AGREE_F64 = 1e-8    # bits: torch float64 vs NumPy (issue 5 acceptance)
 AGREE_F32 = 1e-5    # bits: float32 input vs NumPy float64 (documented in docs/torch.md)
-GAP_TOL = 1e-10     # bits: certified gap asked of both solves in agreement tests
+GAP_TOL = 1e-9      # bits: certified gap asked of both solves in agreement tests
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -36,7 +36,7 @@ def _assert_exact_agree(r, ref, tol):
     the optimum, so the two are within the sum)."""
     gaps = np.nan_to_num(_np(r.gap), nan=np.inf) + np.nan_to_num(np.asarray(ref.gap), nan=np.inf)
     both = _np(r.converged).astype(bool) & np.asarray(ref.converged, dtype=bool)
-    assert both.mean() >= 0.75, "the exact solver failed on too many random histograms"
+    assert np.all(np.isfinite(gaps)), "the exact solver returned no certificate"
     bound = np.where(both, tol, np.maximum(tol, gaps + tol))
     for k in KEYS:
         d = np.abs(_np(getattr(r, k)) - _np(getattr(ref, k)))

@@ -11,6 +11,7 @@ means ``gap <= tol`` and ``violation <= feas_tol``.
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .._validation import check_positive_float, check_positive_int
 from ..information import LOG2
@@ -40,10 +41,15 @@ def solve(
     tol = check_positive_float(tol, "tol")
     feas_tol = check_positive_float(feas_tol, "feas_tol")
     max_iter = check_positive_int(max_iter, "max_iter")
-    kernel = solve_batch if p.shape[0] >= PARALLEL_MIN_BATCH else solve_batch_serial
-    q, f, g, iters, gap, viol, status = kernel(
-        np.ascontiguousarray(p, dtype=np.float64), tol * LOG2, feas_tol, max_iter
-    )
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    if p.shape[0] >= PARALLEL_MIN_BATCH:
+        # one BLAS thread per batch worker: no oversubscription, and no
+        # OpenBLAS-inside-OpenMP hazard when numba's threading layer is omp
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = solve_batch(p, tol * LOG2, feas_tol, max_iter)
+    else:
+        out = solve_batch_serial(p, tol * LOG2, feas_tol, max_iter)
+    q, f, g, iters, gap, viol, status = out
     st = [STATUS[int(s)] for s in status]
     return Solution(
         q=q,

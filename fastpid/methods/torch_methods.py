@@ -361,7 +361,9 @@ def solve_fastpid(
             v = torch.where(act, v_new, v)
             theta = torch.where(act, th_new, theta)
             iters = torch.where(active, torch.full_like(iters, it), iters)
-            stop_now = active & ((Qp - q_old).abs().amax(dim=(1, 2, 3)) < tol)
+            # as the NumPy solver: consecutive projected iterates, tested from k = 1 on
+            # (a literal Q_old = Q_init comparison would stop after one step)
+            stop_now = active & ((Qp - q_old).abs().amax(dim=(1, 2, 3)) < tol) & (it > 1)
             q_old = torch.where(act, Qp, q_old)
             stopped |= stop_now
             active &= ~stop_now

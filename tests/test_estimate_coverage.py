@@ -1,0 +1,145 @@
+"""Coverage of the bootstrap intervals on a known 20x20x6 distribution, and the
+measurements reported in docs/estimate.md.
+
+    python -m pytest tests/test_estimate_coverage.py -m slow    # the slow test
+    python tests/test_estimate_coverage.py coverage|bias|timing  # the numbers
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import fastpid
+from fastpid import distributions as D
+from fastpid.estimate import pid_from_samples
+
+METHOD = "exact"
+ATOMS = ("R", "U1", "U2", "S")
+
+
+def known_20x20x6(noise=0.1, agree=0.9):
+    """A fixed 20x20x6 distribution with R, U1 and S all clearly positive.
+
+    x1 = (h1, s1), x2 = (h2, s2) with h in {0, 1} and s in 0..9 uniform;
+    h2 = h1 with probability ``agree``; Y = (h1, (s1 + s2) mod 3), the mod-3
+    part replaced by a uniform draw with probability ``noise``.  So h1 is
+    unique to X1 except where X2's copy of it agrees (redundancy), and the
+    mod-3 sum is synergistic.  1,200 of the 2,400 cells carry mass.
+    """
+    P = np.zeros((20, 20, 6))
+    for x1 in range(20):
+        for x2 in range(20):
+            h1, s1, h2, s2 = x1 // 10, x1 % 10, x2 // 10, x2 % 10
+            pxx = 0.5 * (agree if h1 == h2 else 1 - agree) / 100
+            for m in range(3):
+                py = (1 - noise) * (m == (s1 + s2) % 3) + noise / 3
+                P[x1, x2, 3 * h1 + m] += pxx * py
+    return P
+
+
+def sample_labels(P, n, rng):
+    flat = np.asarray(P, dtype=float).ravel()
+    idx = rng.choice(flat.size, size=n, p=flat / flat.sum())
+    return np.unravel_index(idx, P.shape)
+
+
+def truth(P):
+    r = fastpid.pid(P, method=METHOD)
+    return {k: float(getattr(r, k)) for k in ATOMS}
+
+
+def coverage(P, *, n, reps, n_boot, bias_correction, seed0=0):
+    """Times out of ``reps`` that each atom's interval covers the true atom."""
+    t = truth(P)
+    hits = dict.fromkeys(ATOMS, 0)
+    for r in range(reps):
+        x1, x2, y = sample_labels(P, n, np.random.default_rng(seed0 + r))
+        est = pid_from_samples(x1, x2, y, n_boot=n_boot, bias_correction=bias_correction, seed=r, method=METHOD)
+        for k in ATOMS:
+            lo, hi = est.intervals[k]
+            hits[k] += lo <= t[k] <= hi
+    return hits
+
+
+def bias_errors(P, *, n, reps, n_boot=200, n_perm=200, seed0=0):
+    """Mean absolute error per atom (summed over atoms) of plug-in and each correction."""
+    t = truth(P)
+    err = {"plugin": 0.0, "bootstrap": 0.0, "shuffle": 0.0, "extrapolation": 0.0}
+    for r in range(reps):
+        x1, x2, y = sample_labels(P, n, np.random.default_rng(seed0 + r))
+        for corr in ("bootstrap", "shuffle", "extrapolation"):
+            est = pid_from_samples(x1, x2, y, n_boot=n_boot if corr == "bootstrap" else 0,
+                                   n_perm=n_perm if corr == "shuffle" else 0,
+                                   bias_correction=corr, seed=r, method=METHOD)
+            err[corr] += sum(abs(est.estimate[k] - t[k]) for k in ATOMS) / reps
+        err["plugin"] += sum(abs(est.plugin[k] - t[k]) for k in ATOMS) / reps
+    return err
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastpid.ConvergenceWarning)
+        yield
+
+
+def test_known_distribution_has_interior_atoms():
+    t = truth(known_20x20x6())
+    assert t["R"] > 0.05 and t["U1"] > 0.2 and t["S"] > 0.5
+
+
+@pytest.mark.slow
+def test_bootstrap_intervals_cover_known_20x20x6():
+    hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=200, bias_correction="bootstrap")
+    assert all(h >= 85 for h in hits.values()), hits
+
+
+def _main(what):
+    warnings.simplefilter("ignore")
+    if what == "coverage":
+        for name in ("xor", "and_", "rdn", "unq"):
+            P = D.noisy(getattr(D, name)(), 0.1)
+            for corr in (None, "bootstrap"):
+                t0 = time.perf_counter()
+                hits = coverage(P, n=500, reps=100, n_boot=200, bias_correction=corr, seed0=1000)
+                print(f"noisy {name:5s} eps=0.1 n=500 correction={corr!s:9s} covered/100: {hits}"
+                      f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        for corr in (None, "bootstrap"):
+            t0 = time.perf_counter()
+            hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=200, bias_correction=corr)
+            print(f"known 20x20x6 n=20000 correction={corr!s:9s} covered/100: {hits}"
+                  f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    elif what == "bias":
+        for label, P, sizes in (
+            ("noisy and_ eps=0.2", D.noisy(D.and_(), 0.2), (30, 60, 120, 500)),
+            ("known 20x20x6", known_20x20x6(), (2000, 5000, 20000, 100000)),
+        ):
+            for n in sizes:
+                err = bias_errors(P, n=n, reps=30)
+                print(f"{label:18s} n={n:6d} sum over atoms of mean |error| (bits): "
+                      + ", ".join(f"{k}={v:.4f}" for k, v in err.items()), flush=True)
+    elif what == "timing":
+        P = known_20x20x6()
+        x1, x2, y = sample_labels(P, 20000, np.random.default_rng(0))
+        pid_from_samples(x1, x2, y, n_boot=8, method=METHOD)  # compile / warm up
+        for rep in range(3):
+            t0 = time.perf_counter()
+            est = pid_from_samples(x1, x2, y, n_boot=1000, bias_correction="bootstrap", method=METHOD)
+            dt = time.perf_counter() - t0
+            ok = est.info["replicates_converged"]["boot"]
+            print(f"pid_from_samples 20x20x6, n=20000, n_boot=1000: {dt:.2f} s "
+                  f"({ok}/1000 replicates converged)", flush=True)
+        stack = np.random.default_rng(1).multinomial(20000, P.ravel(), size=1000).reshape(1000, 20, 20, 6)
+        t0 = time.perf_counter()
+        fastpid.pid(stack.astype(float), method=METHOD)
+        print(f"fastpid.pid on the 1000 x 20x20x6 stack alone: {time.perf_counter() - t0:.2f} s", flush=True)
+    else:
+        raise SystemExit("usage: python tests/test_estimate_coverage.py coverage|bias|timing")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1] if len(sys.argv) > 1 else "")

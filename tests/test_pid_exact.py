@@ -1,0 +1,319 @@
+"""``method="exact"``: agreement with the conic reference, certificate and edge cases (issue 4).
+
+Contract under test: ``converged`` means gap <= tol (bits) and violation <=
+feas_tol, and the gap bounds the error of every atom of a feasible q; a solve
+that is not converged says so with a ``fastpid.ConvergenceWarning``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import fastpid
+from fastpid import distributions as D
+
+ATOMS = ("R", "U1", "U2", "S")
+EXACT_TOL = 1e-7   # bits
+AGREE_CVX = 1e-6   # bits, exact vs CVXPY + Clarabel
+
+
+def atoms(r):
+    return np.array([getattr(r, k) for k in ATOMS], dtype=float)
+
+
+def check_certified(r):
+    assert r.converged is True, (r, r.info.get("status"))
+    assert -1e-12 <= r.gap <= r.info["tol"] <= EXACT_TOL, r
+    assert 0 <= r.violation <= r.info["feas_tol"] <= 1e-12, r
+    assert np.all(np.isfinite(atoms(r))) and np.all(np.isfinite(r.q)), r
+    assert np.all(atoms(r) >= -1e-9), r
+
+
+def cvx_reference(P):
+    """The BROJA program through CVXPY + Clarabel with tight tolerances (SCS's
+    first-order accuracy is too loose for a 1e-6-bit comparison on random
+    histograms with small masses).  Clarabel at 1e-9 occasionally ends
+    "optimal_inaccurate" on inputs with masses near 1e-20; then 1e-8 is used
+    (still accurate to ~1e-7 bits)."""
+    for tol in (1e-9, 1e-8):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastpid.ConvergenceWarning)
+            r = fastpid.pid(P, method="cvx", solver="CLARABEL", tol=tol)
+        if r.converged:
+            return r
+    raise AssertionError(f"the CVXPY reference itself did not converge: {r} {r.info['status']}")
+
+
+def solve_quietly(P, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastpid.ConvergenceWarning)
+        return fastpid.pid(P, method="exact", **kw)
+
+
+# ------------------------------------------------------------------ agreement with cvx
+
+SHAPES = [(2, 2, 2), (2, 3, 2), (3, 3, 3), (4, 2, 3), (4, 4, 2), (5, 4, 3), (6, 6, 3), (8, 8, 4)]
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.5, 1.0])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_exact_agrees_with_cvx_on_dirichlet(make_hist, shape, alpha):
+    for zero_frac in (0.0, 0.25):
+        P = make_hist(shape, alpha, zero_frac)
+        r = solve_quietly(P)
+        check_certified(r)
+        ref = cvx_reference(P)
+        err = np.abs(atoms(r) - atoms(ref))
+        assert err.max() <= AGREE_CVX, (shape, alpha, zero_frac, atoms(r), atoms(ref))
+
+
+# ------------------------------------------------------------------ the certificate
+
+def test_gap_is_a_certificate(make_hist):
+    """The reported gap bounds the distance to the optimum: a loose solve is
+    within its own gap of a tight one."""
+    P = make_hist((5, 4, 3), 0.5, 0.1)
+    tight = solve_quietly(P)
+    loose = fastpid.pid(P, tol=1e-3)
+    assert loose.converged and loose.gap <= 1e-3
+    assert np.abs(atoms(loose) - atoms(tight)).max() <= loose.gap + tight.gap + 1e-10
+    # the computed synergy never exceeds the optimum by more than round-off:
+    # q's conditional entropy is at most the maximum
+    assert loose.S <= tight.S + 1e-10
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-6, 1e-8])
+def test_user_tolerance_is_honoured(make_hist, tol):
+    P = make_hist((4, 3, 3), 1.0)
+    r = solve_quietly(P, tol=tol)
+    assert r.converged and r.info["tol"] == tol
+    assert r.gap <= tol and r.violation <= 1e-12
+
+
+def test_tolerance_near_working_precision_is_honest(make_hist):
+    """tol = 1e-11 bits may be out of reach in double precision: then the
+    solver must say so (converged False + ConvergenceWarning), never claim it."""
+    for _ in range(5):
+        P = make_hist((5, 4, 3), 0.5, 0.2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = fastpid.pid(P, tol=1e-11)
+        warned = any(issubclass(w.category, fastpid.ConvergenceWarning) for w in caught)
+        if r.converged:
+            assert r.gap <= 1e-11 and r.violation <= 1e-12 and not warned
+        else:
+            assert warned and r.info["status"] != "converged"
+        assert np.all(np.isfinite(atoms(r)))
+
+
+def test_iteration_cap_warns_and_stays_finite(make_hist):
+    P = make_hist((6, 5, 3), 0.5)
+    with pytest.warns(fastpid.ConvergenceWarning, match="max_iter"):
+        r = fastpid.pid(P, max_iter=1)
+    assert r.converged is False
+    assert r.iterations <= 1
+    assert np.all(np.isfinite(atoms(r))) and np.isfinite(r.violation)
+    assert r.gap > 1e-7 or not np.isfinite(r.gap) or r.violation > 1e-12
+
+
+@pytest.mark.parametrize("max_iter", [3, 5, 10])
+def test_iteration_cap_is_a_cap(make_hist, max_iter):
+    """``max_iter`` caps the Newton iterations, crossover/polish steps included."""
+    for _ in range(10):
+        P = make_hist((6, 5, 3), 0.5, 0.2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastpid.ConvergenceWarning)
+            r = fastpid.pid(P, max_iter=max_iter)
+        assert r.iterations <= max_iter, (r, r.info["status"])
+        assert np.all(np.isfinite(atoms(r)))
+
+
+def test_repeated_solves_are_deterministic(make_hist):
+    P = make_hist((5, 5, 3), 0.5, 0.2)
+    a, b = fastpid.pid(P), fastpid.pid(P)
+    np.testing.assert_array_equal(atoms(a), atoms(b))
+    np.testing.assert_array_equal(a.q, b.q)
+
+
+# ------------------------------------------------------------------ edge cases
+
+def test_zero_marginal_x1_value(make_hist):
+    """An x1 value that never occurs: legal, and the atoms are those of P without it."""
+    P = make_hist((4, 3, 3), 0.5)
+    Pz = np.insert(P, 2, 0.0, axis=0)
+    r, r0 = solve_quietly(Pz), solve_quietly(P)
+    check_certified(r)
+    assert np.abs(atoms(r) - atoms(r0)).max() <= r.gap + r0.gap + 1e-10
+    assert np.all(r.q[2] == 0)
+
+
+def test_label_that_never_occurs(make_hist):
+    P = make_hist((3, 4, 3), 0.5)
+    Pz = np.concatenate([P, np.zeros((3, 4, 2))], axis=2)
+    r, r0 = solve_quietly(Pz), solve_quietly(P)
+    check_certified(r)
+    assert np.abs(atoms(r) - atoms(r0)).max() <= r.gap + r0.gap + 1e-10
+    assert np.all(r.q[:, :, 3:] == 0)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 1), (1, 1, 1), (5, 1, 1)])
+def test_single_label_gives_zero_atoms(make_hist, shape):
+    r = solve_quietly(make_hist(shape))
+    check_certified(r)
+    np.testing.assert_allclose(atoms(r), 0.0, atol=1e-12)
+    assert (r.I, r.I1, r.I2) == (pytest.approx(0, abs=1e-12),) * 3
+
+
+@pytest.mark.parametrize("side", [0, 1])
+def test_single_valued_source(make_hist, side):
+    """A source with one value carries no information: R = 0 and its unique
+    information is 0, the other source's unique information is I, S = 0."""
+    shape = (1, 4, 3) if side == 0 else (4, 1, 3)
+    r = solve_quietly(make_hist(shape, 0.5))
+    check_certified(r)
+    u_single, u_other = (r.U1, r.U2) if side == 0 else (r.U2, r.U1)
+    assert abs(r.R) <= EXACT_TOL and abs(u_single) <= EXACT_TOL and abs(r.S) <= EXACT_TOL
+    assert u_other == pytest.approx(r.I, abs=EXACT_TOL)
+
+
+def test_single_occupied_cell():
+    P = np.zeros((3, 3, 3))
+    P[1, 2, 0] = 5.0
+    r = solve_quietly(P)
+    check_certified(r)
+    np.testing.assert_allclose(atoms(r), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["copy", "rdn", "and_", "or_", "unq"])
+@pytest.mark.parametrize("weight", [1.0, 1e-3])
+def test_boundary_optima_with_skewed_inputs(name, weight):
+    """Boundary optima (q* with zeros) stay certified when the input
+    distribution is skewed: reweight the X1 = 0 slice."""
+    P = getattr(D, name)().copy()
+    P[0] *= weight
+    r = solve_quietly(P)
+    check_certified(r)
+    ref = cvx_reference(P)
+    assert np.abs(atoms(r) - atoms(ref)).max() <= AGREE_CVX
+
+
+@pytest.mark.parametrize(
+    "shape, base, corner",
+    [((2, 2, 2), 1.0, 0.0), ((2, 2, 2), 1.0, 0.0625), ((2, 2, 2), 1.0, 2.0),
+     ((3, 3, 2), 0.25, 1.0), ((2, 2, 3), 0.25, 1.0), ((3, 3, 3), 0.25, 1.0)],
+    ids=["2x2x2-zero", "2x2x2-small", "2x2x2-double", "3x3x2-x4", "2x2x3-x4", "3x3x3-x4"],
+)
+def test_near_uniform_with_one_different_cell(shape, base, corner):
+    """Uniform histograms with one cell changed: U1 = U2 = 0 at the optimum
+    (a degenerate boundary optimum).  Found by the property tests."""
+    P = np.full(shape, base)
+    P[0, 0, 0] = corner
+    r = solve_quietly(P)
+    check_certified(r)
+    assert np.abs(atoms(r) - atoms(cvx_reference(P))).max() <= AGREE_CVX
+
+
+def test_random_3x3x3_with_zero_cells():
+    """A Dirichlet(1) draw with zero cells on which the default solve stalled
+    (gap 2.0e-7 > tol 1e-7 bits) during development of this suite."""
+    P = np.array([
+        [[0.05688291422279459, 0.022325243246978016, 0.04121194012322032],
+         [0.013615674861210906, 0.048242011447899275, 0.07938071168829018],
+         [0.004969747938728523, 0.04017562210075656, 0.0678709402188867]],
+        [[0.017916535432140748, 0.006997641492464321, 0.038804000409448765],
+         [0.00806563416027335, 0.04036608891229828, 0.00681952268363383],
+         [0.019663208160195157, 0.03436876755852103, 0.04777745461423883]],
+        [[0.11141490178737548, 0.0, 0.0],
+         [0.034006942834312374, 0.01687525079269711, 0.08859342696514133],
+         [0.005862686895433098, 0.12102683745450137, 0.02676629399855988]],
+    ])
+    r = solve_quietly(P)
+    check_certified(r)
+    assert np.abs(atoms(r) - atoms(cvx_reference(P))).max() <= AGREE_CVX
+
+
+@pytest.mark.parametrize("eps", [1e-20, 1e-50, 1e-100])
+def test_tiny_masses(eps):
+    """One cell holds almost all the mass, the others eps: certified, atoms ~ 0."""
+    P = np.full((2, 2, 2), eps)
+    P[0, 0, 0] = 1.0
+    r = solve_quietly(P)
+    check_certified(r)
+    np.testing.assert_allclose(atoms(r), 0.0, atol=EXACT_TOL)
+
+
+@pytest.mark.parametrize("eps", [1e-160, 1e-200, 1e-300])
+def test_extreme_dynamic_range_never_crashes(eps):
+    """Masses near the bottom of double precision (valid finite input): no
+    exception and no NaN; if the solve cannot be certified it must say so."""
+    P = np.full((2, 2, 2), eps)
+    P[0, 0, 0] = 1.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = fastpid.pid(P)
+    assert np.all(np.isfinite(atoms(r))) and np.all(np.isfinite(r.q))
+    np.testing.assert_allclose(atoms(r), 0.0, atol=EXACT_TOL)
+    warned = any(issubclass(w.category, fastpid.ConvergenceWarning) for w in caught)
+    assert r.converged != warned
+    if r.converged:
+        check_certified(r)
+
+
+def test_counts_from_samples_near_deterministic_gate(rng):
+    """A realistic sampled AND gate with a few label flips converges and is
+    close to the noiseless answer."""
+    x1 = rng.integers(0, 2, 4000)
+    x2 = rng.integers(0, 2, 4000)
+    y = (x1 & x2) ^ (rng.random(4000) < 0.001)
+    P, _ = fastpid.joint_histogram(x1, x2, y)
+    r = solve_quietly(P)
+    check_certified(r)
+    assert r.S == pytest.approx(0.5, abs=0.05)
+    assert r.R == pytest.approx(D.KNOWN["and_"]["R"], abs=0.05)
+
+
+# ------------------------------------------------------------------ batches
+
+def test_batch_equals_loop_serial_and_parallel(make_hist):
+    """Small batches take the serial kernel, large ones the parallel one:
+    both must equal the single solves."""
+    for B in (3, 12):
+        Ps = np.stack([make_hist((4, 3, 3), 0.5, 0.2) for _ in range(B)])
+        rb = fastpid.pid(Ps)
+        assert rb.batch_shape == (B,)
+        assert rb.R.shape == (B,) and rb.q.shape == Ps.shape and rb.converged.shape == (B,)
+        assert rb.converged.all()
+        for i in range(B):
+            ri = fastpid.pid(Ps[i])
+            np.testing.assert_allclose(
+                [rb.R[i], rb.U1[i], rb.U2[i], rb.S[i]], atoms(ri), atol=rb.gap[i] + ri.gap + 1e-10
+            )
+            np.testing.assert_allclose([rb.I[i], rb.I1[i], rb.I2[i]], [ri.I, ri.I1, ri.I2], atol=1e-12)
+
+
+def test_batch_with_degenerate_members(make_hist):
+    """Degenerate members of a batch (single label, a gate, an empty x1 value)
+    do not disturb the others."""
+    good = make_hist((2, 3, 2), 1.0)
+    single_label = np.zeros((2, 3, 2))
+    single_label[:, :, 1] = make_hist((2, 3, 1), 1.0)[:, :, 0]
+    gate = np.zeros((2, 3, 2))
+    gate[:, :2, :] = D.and_()
+    Ps = np.stack([good, single_label, gate, good * 9])
+    r = fastpid.pid(Ps)
+    assert r.converged.all()
+    np.testing.assert_allclose([r.R[1], r.U1[1], r.U2[1], r.S[1]], 0.0, atol=1e-12)
+    np.testing.assert_allclose([r.R[2], r.U1[2], r.U2[2], r.S[2]],
+                               [D.KNOWN["and_"][k] for k in ATOMS], atol=EXACT_TOL)
+    np.testing.assert_allclose([r.R[3], r.U1[3], r.U2[3], r.S[3]],
+                               [r.R[0], r.U1[0], r.U2[0], r.S[0]], atol=2 * EXACT_TOL)
+
+
+def test_nbit_xor_entropy_scale():
+    """Sanity of units: bits, not nats (S of the 2-bit XOR is 2, not 2 ln 2)."""
+    r = fastpid.pid(D.nbit_xor(2))
+    assert r.S == pytest.approx(2.0, abs=EXACT_TOL)
+    assert r.S != pytest.approx(2 * math.log(2), abs=1e-3)
