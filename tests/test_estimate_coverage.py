@@ -2,7 +2,7 @@
 measurements reported in docs/estimate.md.
 
     python -m pytest tests/test_estimate_coverage.py -m slow    # the slow test
-    python tests/test_estimate_coverage.py coverage|bias|timing  # the numbers
+    python tests/test_estimate_coverage.py coverage|coverage20 R B N|bias|timing
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def coverage(P, *, n, reps, n_boot, bias_correction, seed0=0):
     return hits
 
 
-def bias_errors(P, *, n, reps, n_boot=200, n_perm=200, seed0=0):
+def bias_errors(P, *, n, reps, n_boot=200, n_perm=200, n_split=10, seed0=0):
     """Mean absolute error per atom (summed over atoms) of plug-in and each correction."""
     t = truth(P)
     err = {"plugin": 0.0, "bootstrap": 0.0, "shuffle": 0.0, "extrapolation": 0.0}
@@ -74,7 +74,7 @@ def bias_errors(P, *, n, reps, n_boot=200, n_perm=200, seed0=0):
         for corr in ("bootstrap", "shuffle", "extrapolation"):
             est = pid_from_samples(x1, x2, y, n_boot=n_boot if corr == "bootstrap" else 0,
                                    n_perm=n_perm if corr == "shuffle" else 0,
-                                   bias_correction=corr, seed=r, method=METHOD)
+                                   n_split=n_split, bias_correction=corr, seed=r, method=METHOD)
             err[corr] += sum(abs(est.estimate[k] - t[k]) for k in ATOMS) / reps
         err["plugin"] += sum(abs(est.plugin[k] - t[k]) for k in ATOMS) / reps
     return err
@@ -94,52 +94,46 @@ def test_known_distribution_has_interior_atoms():
 
 @pytest.mark.slow
 def test_bootstrap_intervals_cover_known_20x20x6():
-    hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=200, bias_correction="bootstrap")
+    hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=100, bias_correction="bootstrap")
     assert all(h >= 85 for h in hits.values()), hits
 
 
-def _main(what):
+def _main(what, *args):
     warnings.simplefilter("ignore")
-    if what == "coverage":
+    if what == "coverage":  # noisy gates, 100 repetitions each
         for name in ("xor", "and_", "rdn", "unq"):
             P = D.noisy(getattr(D, name)(), 0.1)
             for corr in (None, "bootstrap"):
                 t0 = time.perf_counter()
                 hits = coverage(P, n=500, reps=100, n_boot=200, bias_correction=corr, seed0=1000)
-                print(f"noisy {name:5s} eps=0.1 n=500 correction={corr!s:9s} covered/100: {hits}"
+                print(f"noisy {name:5s} eps=0.1 n=500 n_boot=200 correction={corr!s:9s} covered/100: {hits}"
                       f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        for corr in (None, "bootstrap"):
-            t0 = time.perf_counter()
-            hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=200, bias_correction=corr)
-            print(f"known 20x20x6 n=20000 correction={corr!s:9s} covered/100: {hits}"
-                  f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    elif what == "coverage20":  # known 20x20x6: coverage20 REPS N_BOOT N
+        reps, n_boot, n = (int(a) for a in args)
+        t0 = time.perf_counter()
+        hits = coverage(known_20x20x6(), n=n, reps=reps, n_boot=n_boot, bias_correction="bootstrap")
+        print(f"known 20x20x6 n={n} n_boot={n_boot} correction=bootstrap covered/{reps}: {hits}"
+              f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     elif what == "bias":
-        for label, P, sizes in (
-            ("noisy and_ eps=0.2", D.noisy(D.and_(), 0.2), (30, 60, 120, 500)),
-            ("known 20x20x6", known_20x20x6(), (2000, 5000, 20000, 100000)),
-        ):
-            for n in sizes:
-                err = bias_errors(P, n=n, reps=30)
-                print(f"{label:18s} n={n:6d} sum over atoms of mean |error| (bits): "
-                      + ", ".join(f"{k}={v:.4f}" for k, v in err.items()), flush=True)
+        runs = [("noisy and_ eps=0.2", D.noisy(D.and_(), 0.2), n, 30, 200, 10) for n in (30, 60, 120, 500)]
+        runs += [("known 20x20x6", known_20x20x6(), n, 5, 50, 5) for n in (5000, 20000)]
+        for label, P, n, reps, nb, ns in runs:
+            err = bias_errors(P, n=n, reps=reps, n_boot=nb, n_perm=nb, n_split=ns)
+            print(f"{label:18s} n={n:6d} reps={reps} n_boot=n_perm={nb} n_split={ns}: sum over atoms of "
+                  "mean |error| (bits): " + ", ".join(f"{k}={v:.4f}" for k, v in err.items()), flush=True)
     elif what == "timing":
         P = known_20x20x6()
         x1, x2, y = sample_labels(P, 20000, np.random.default_rng(0))
         pid_from_samples(x1, x2, y, n_boot=8, method=METHOD)  # compile / warm up
-        for rep in range(3):
-            t0 = time.perf_counter()
-            est = pid_from_samples(x1, x2, y, n_boot=1000, bias_correction="bootstrap", method=METHOD)
-            dt = time.perf_counter() - t0
-            ok = est.info["replicates_converged"]["boot"]
-            print(f"pid_from_samples 20x20x6, n=20000, n_boot=1000: {dt:.2f} s "
-                  f"({ok}/1000 replicates converged)", flush=True)
-        stack = np.random.default_rng(1).multinomial(20000, P.ravel(), size=1000).reshape(1000, 20, 20, 6)
         t0 = time.perf_counter()
-        fastpid.pid(stack.astype(float), method=METHOD)
-        print(f"fastpid.pid on the 1000 x 20x20x6 stack alone: {time.perf_counter() - t0:.2f} s", flush=True)
+        est = pid_from_samples(x1, x2, y, n_boot=1000, bias_correction="bootstrap", method=METHOD)
+        dt = time.perf_counter() - t0
+        ok = est.info["replicates_converged"]["boot"]
+        print(f"pid_from_samples 20x20x6, n=20000, n_boot=1000: {dt:.2f} s "
+              f"({ok}/1000 replicates converged)", flush=True)
     else:
-        raise SystemExit("usage: python tests/test_estimate_coverage.py coverage|bias|timing")
+        raise SystemExit("usage: python tests/test_estimate_coverage.py coverage|coverage20 R B N|bias|timing")
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1] if len(sys.argv) > 1 else "")
+    _main(*(sys.argv[1:] or [""]))

@@ -237,3 +237,23 @@ def test_available_methods_and_backends():
     assert "numpy" in fastpid.backend_names()
     r = fastpid.pid(D.xor(), backend="numpy")
     assert r.backend == "numpy"
+
+
+EDGE_CASES = {
+    "single-label": np.ones((3, 2, 1)),
+    "single-valued-x1": np.arange(1.0, 7.0).reshape(1, 3, 2),
+    "single-cell": np.pad(np.ones((1, 1, 1)), ((0, 2), (0, 2), (0, 2))),
+    "unused-x1-value": np.pad(D.and_(), ((0, 1), (0, 0), (0, 0))),
+    "1x1x1": np.ones((1, 1, 1)),
+    "copy": D.copy(),
+    "rdn": D.rdn(),
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_OPTS))
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_edge_cases_never_nan_never_silent(method, case):
+    r, warned = run_recording(EDGE_CASES[case], method=method, **METHOD_OPTS[method])
+    assert np.isfinite(atoms(r)).all() and np.isfinite(r.violation), r
+    assert np.isfinite(r.q).all() and r.q.sum() == pytest.approx(1.0, abs=1e-6)
+    assert bool(warned) == (not r.converged)

@@ -142,11 +142,11 @@ def _block_sums(q, mask, s):
 
 
 @njit(cache=True)
-def _assemble(mask, dinv, den, active, M):
-    """M = A W^-1 A^T with W^-1 = diag(dinv) + dinv dinv^T / den per block;
-    inactive rows become identity rows."""
+def _assemble(mask, dinv, den, ridx, M):
+    """M = A W^-1 A^T with W^-1 = diag(dinv) + dinv dinv^T / den per block,
+    on the active constraint rows only (``ridx`` maps a row to its index in M,
+    -1 for rows dropped as empty or redundant)."""
     n1, n2, ny = mask.shape
-    nr = M.shape[0]
     off2 = n1 * ny
     M[:, :] = 0.0
     for i in range(n1):
@@ -158,25 +158,23 @@ def _assemble(mask, dinv, den, active, M):
                 if not mask[i, j, k]:
                     continue
                 dk = dinv[i, j, k]
-                r1 = i * ny + k
-                r2 = off2 + j * ny + k
+                r1 = ridx[i * ny + k]
+                r2 = ridx[off2 + j * ny + k]
                 for k2 in range(ny):
                     if not mask[i, j, k2]:
                         continue
                     h = dk * dinv[i, j, k2] / dn
                     if k2 == k:
                         h += dk
-                    c1 = i * ny + k2
-                    c2 = off2 + j * ny + k2
-                    M[r1, c1] += h
-                    M[r2, c2] += h
-                    M[r1, c2] += h
-                    M[c2, r1] += h
-    for r in range(nr):
-        if not active[r]:
-            M[r, :] = 0.0
-            M[:, r] = 0.0
-            M[r, r] = 1.0
+                    c1 = ridx[i * ny + k2]
+                    c2 = ridx[off2 + j * ny + k2]
+                    if r1 >= 0 and c1 >= 0:
+                        M[r1, c1] += h
+                    if r2 >= 0 and c2 >= 0:
+                        M[r2, c2] += h
+                    if r1 >= 0 and c2 >= 0:
+                        M[r1, c2] += h
+                        M[c2, r1] += h
 
 
 @njit(cache=True)
@@ -259,7 +257,7 @@ def _apply_winv(q, mask, dinv, den, v, out):
 
 
 @njit(cache=True)
-def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
+def _step(q, mask, a, b, ridx, dinv, den, gv, fac, dq, df, dg):
     """Newton step dq = -W^-1 (gv + A^T nu) with A dq = c - A q, using the
     factorization ``fac`` of M = A W^-1 A^T, plus iterative refinement on the
     primal residual so that round-off in an ill-conditioned M does not leak
@@ -267,39 +265,41 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
     returns the largest step keeping q > 0."""
     L, U, dsc, skip, ok = fac
     n1, n2, ny = q.shape
-    nr = L.shape[0]
+    na = L.shape[0]
+    nr = ridx.shape[0]
     off2 = n1 * ny
     w = np.zeros((n1, n2, ny))
     _apply_winv(q, mask, dinv, den, gv, w)
-    rhs = np.zeros(nr)
-    for i in range(n1):
-        for j in range(n2):
-            for k in range(ny):
-                if mask[i, j, k]:
-                    rhs[i * ny + k] -= w[i, j, k]
-                    rhs[off2 + j * ny + k] -= w[i, j, k]
-    # r = c - A q
+    # full-length residual r = c - A q and A W^-1 gv, then compressed
     r = np.zeros(nr)
+    aw = np.zeros(nr)
     for i in range(n1):
         for k in range(ny):
             acc = a[i, k]
             for j in range(n2):
                 acc -= q[i, j, k]
+                if mask[i, j, k]:
+                    aw[i * ny + k] += w[i, j, k]
             r[i * ny + k] = acc
     for j in range(n2):
         for k in range(ny):
             acc = b[j, k]
             for i in range(n1):
                 acc -= q[i, j, k]
+                if mask[i, j, k]:
+                    aw[off2 + j * ny + k] += w[i, j, k]
             r[off2 + j * ny + k] = acc
+    rhs = np.zeros(na)
     for t in range(nr):
-        rhs[t] -= r[t]
-        if not active[t]:
-            rhs[t] = 0.0
-    nu = _solve_factored(L, U, dsc, skip, ok, rhs)
+        if ridx[t] >= 0:
+            rhs[ridx[t]] = -r[t] - aw[t]
+    nuc = _solve_factored(L, U, dsc, skip, ok, rhs)
+    nu = np.zeros(nr)
     t3 = np.zeros((n1, n2, ny))
     sweeps = 3 if ok else 8
     for sweep in range(sweeps):
+        for t in range(nr):
+            nu[t] = nuc[ridx[t]] if ridx[t] >= 0 else 0.0
         for i in range(n1):
             for j in range(n2):
                 for k in range(ny):
@@ -322,17 +322,16 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
                         rho[i * ny + k] -= dq[i, j, k]
                         rho[off2 + j * ny + k] -= dq[i, j, k]
         big = 0.0
+        rc = np.zeros(na)
         for t in range(nr):
-            if not active[t]:
-                rho[t] = 0.0
-            big = max(big, abs(rho[t]))
+            if ridx[t] >= 0:
+                rc[ridx[t]] = -rho[t]
+                big = max(big, abs(rho[t]))
         if big < 1e-16:
             break
-        for t in range(nr):
-            rho[t] = -rho[t]
-        dnu = _solve_factored(L, U, dsc, skip, ok, rho)
-        for t in range(nr):
-            nu[t] += dnu[t]
+        dnu = _solve_factored(L, U, dsc, skip, ok, rc)
+        for t in range(na):
+            nuc[t] += dnu[t]
     for i in range(n1):
         for k in range(ny):
             df[i, k] = -nu[i * ny + k]
@@ -353,16 +352,19 @@ def _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg):
 
 
 @njit(cache=True)
-def _dual_fit(q, mp, active, f, g):
+def _dual_fit(q, mp, ridx, f, g):
     """Least-change dual update: the smallest (df, dg) with
     f + df + g + dg = log(q/s) on every cell of the kept blocks (exact
     stationarity of the reduced problem), starting from the interior-point
     multipliers, which lie near the centre of the optimal dual face."""
     n1, n2, ny = q.shape
-    nr = (n1 + n2) * ny
     off2 = n1 * ny
-    N = np.zeros((nr, nr))
-    rhs = np.zeros(nr)
+    na = 0
+    for t in range(ridx.shape[0]):
+        if ridx[t] >= 0:
+            na += 1
+    N = np.zeros((na, na))
+    rhs = np.zeros(na)
     for i in range(n1):
         for j in range(n2):
             s = 0.0
@@ -375,50 +377,66 @@ def _dual_fit(q, mp, active, f, g):
                 if not mp[i, j, k]:
                     continue
                 res = np.log(q[i, j, k] / s) - f[i, k] - g[j, k]
-                r1 = i * ny + k
-                r2 = off2 + j * ny + k
-                N[r1, r1] += 1.0
-                N[r2, r2] += 1.0
-                N[r1, r2] += 1.0
-                N[r2, r1] += 1.0
-                rhs[r1] += res
-                rhs[r2] += res
-    for r in range(nr):
-        if not active[r]:
-            N[r, :] = 0.0
-            N[:, r] = 0.0
-            N[r, r] = 1.0
-            rhs[r] = 0.0
+                r1 = ridx[i * ny + k]
+                r2 = ridx[off2 + j * ny + k]
+                if r1 >= 0:
+                    N[r1, r1] += 1.0
+                    rhs[r1] += res
+                if r2 >= 0:
+                    N[r2, r2] += 1.0
+                    rhs[r2] += res
+                if r1 >= 0 and r2 >= 0:
+                    N[r1, r2] += 1.0
+                    N[r2, r1] += 1.0
+    for r in range(na):
         N[r, r] += 1e-12
     L, U, dsc, skip, ok = _factor(N)
     d = _solve_factored(L, U, dsc, skip, ok, rhs)
     for i in range(n1):
         for k in range(ny):
-            f[i, k] += d[i * ny + k]
+            t = ridx[i * ny + k]
+            if t >= 0:
+                f[i, k] += d[t]
     for j in range(n2):
         for k in range(ny):
-            g[j, k] += d[off2 + j * ny + k]
+            t = ridx[off2 + j * ny + k]
+            if t >= 0:
+                g[j, k] += d[t]
 
 
 @njit(cache=True)
-def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
-    """Crossover: keep the blocks that carry mass on the central path
-    (some cell with q >= z), drop the rest to exactly zero, solve the
-    remaining smooth problem by (slightly regularized) Newton steps on F0,
-    fit the dual to its exact stationarity and certify against ALL blocks.
+def _polish(q, z, mask, a, b, ridx, f, g, gap_tol, feas_tol, M, rule, max_it):
+    """Crossover: guess which (x1, x2) blocks are empty at the optimum, drop
+    them to exactly zero, solve the remaining smooth problem by (slightly
+    regularized) Newton steps on F0, fit the dual to its exact stationarity and
+    certify against ALL blocks (a wrong guess simply fails the certificate).
+    ``rule`` 0 keeps a block if some cell has q >= z (strict complementarity);
+    rule 1 keeps it if its mass is at least 1e-3 of the largest block in its
+    x1 row (for degenerate optima where q and z both vanish).
     Returns (q, f, g, iterations, gap, violation, success)."""
     n1, n2, ny = q.shape
     qp = q.copy()
     mp = mask.copy()
     for i in range(n1):
+        smax = 0.0
+        for j in range(n2):
+            sij = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    sij += q[i, j, k]
+            smax = max(smax, sij)
         for j in range(n2):
             keep = False
             cnt = 0
+            sij = 0.0
             for k in range(ny):
                 if mask[i, j, k]:
                     cnt += 1
+                    sij += q[i, j, k]
                     if q[i, j, k] >= z[i, j, k]:
                         keep = True
+            if rule == 1:
+                keep = sij >= 1e-3 * smax
             if cnt > 0 and not keep:
                 for k in range(ny):
                     mp[i, j, k] = False
@@ -431,12 +449,13 @@ def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
     df = np.zeros((n1, ny))
     dg = np.zeros((n2, ny))
     qn = qp.copy()
+    qr = qp.copy()
     fw = f.copy()
     gw = g.copy()
     gap = np.inf
     viol = np.inf
     reg = 1e-7
-    for it in range(1, 5):
+    for it in range(1, max_it + 1):
         _block_sums(qp, mp, s)
         for i in range(n1):
             for j in range(n2):
@@ -448,9 +467,9 @@ def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
                         dn += v * reg / (1.0 + reg)
                         gv[i, j, k] = np.log(v / s[i, j])
                 den[i, j] = dn if s[i, j] > 0.0 else 0.0
-        _assemble(mp, dinv, den, active, M)
+        _assemble(mp, dinv, den, ridx, M)
         fac = _factor(M)
-        amax = _step(qp, mp, a, b, active, dinv, den, gv, fac, dq, df, dg)
+        amax = _step(qp, mp, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
         # full Newton steps (the reduced problem is smooth near its optimum);
         # only the fraction-to-boundary rule limits them
         alpha = min(1.0, 0.995 * amax)
@@ -460,19 +479,20 @@ def _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M):
                     if mp[i, j, k]:
                         qn[i, j, k] = qp[i, j, k] + alpha * dq[i, j, k]
         qp[:, :, :] = qn
-        viol = _violation(qp, a, b)
-        if viol > 1e2 * feas_tol:
+        qr[:, :, :] = qp
+        viol = _restore(qr, a, b, 0.1 * feas_tol, 50)
+        if viol > feas_tol:
             continue
         fw[:, :] = f
         gw[:, :] = g
-        _dual_fit(qp, mp, active, fw, gw)
-        F0, Dv = _certificate(qp, mask, a, b, fw, gw)
+        _dual_fit(qr, mp, ridx, fw, gw)
+        F0, Dv = _certificate(qr, mask, a, b, fw, gw)
         gap = F0 - Dv
-        if gap <= gap_tol and viol <= feas_tol:
-            return qp, fw, gw, it, gap, viol, True
+        if gap <= gap_tol:
+            return qr, fw, gw, it, gap, viol, True
         if alpha < 1e-3:
             break
-    return qp, fw, gw, 4, gap, viol, False
+    return qp, fw, gw, max_it, gap, viol, False
 
 
 @njit(cache=True)
@@ -521,36 +541,44 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     mask = np.zeros((n1, n2, ny), dtype=np.bool_)
     q = np.zeros((n1, n2, ny))
     m = 0
+    nr = (n1 + n2) * ny
+    off2 = n1 * ny
+    has = np.zeros(nr, dtype=np.bool_)
     for i in range(n1):
         for j in range(n2):
             for k in range(ny):
                 if a[i, k] > 0.0 and b[j, k] > 0.0:
-                    mask[i, j, k] = True
-                    q[i, j, k] = a[i, k] * b[j, k] / py[k]
-                    m += 1
-    nr = (n1 + n2) * ny
-    off2 = n1 * ny
-    active = np.zeros(nr, dtype=np.bool_)
-    for i in range(n1):
-        for k in range(ny):
-            active[i * ny + k] = a[i, k] > 0.0
+                    v = a[i, k] * b[j, k] / py[k]
+                    if v > 0.0:  # mass below float64 resolution stays out
+                        mask[i, j, k] = True
+                        q[i, j, k] = v
+                        has[i * ny + k] = True
+                        has[off2 + j * ny + k] = True
+                        m += 1
+    # active rows: those carrying supported cells, minus one redundant
+    # (x2, y) row per label (the supported cells of a label form a complete
+    # bipartite graph, so exactly one row per label is implied by the others)
+    ridx = np.full(nr, -1, dtype=np.int64)
     for k in range(ny):
         jbest = -1
         bbest = 0.0
         for j in range(n2):
-            if b[j, k] > 0.0:
-                active[off2 + j * ny + k] = True
-                if b[j, k] > bbest:
-                    bbest = b[j, k]
-                    jbest = j
+            if has[off2 + j * ny + k] and b[j, k] > bbest:
+                bbest = b[j, k]
+                jbest = j
         if jbest >= 0:
-            active[off2 + jbest * ny + k] = False  # one redundant row per label
-
+            has[off2 + jbest * ny + k] = False
+    na = 0
+    for t in range(nr):
+        if has[t]:
+            ridx[t] = na
+            na += 1
+    if m == 0:
+        return q, np.zeros((n1, ny)), np.zeros((n2, ny)), 0, np.inf, _violation(q, a, b), 3
     f = np.zeros((n1, ny))
     g = np.zeros((n2, ny))
     z = np.zeros((n1, n2, ny))
     s = np.zeros((n1, n2))
-    e = np.zeros((n1, n2, ny))
     dinv = np.zeros((n1, n2, ny))
     den = np.zeros((n1, n2))
     gv = np.zeros((n1, n2, ny))
@@ -558,7 +586,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     qn = np.zeros((n1, n2, ny))
     df = np.zeros((n1, ny))
     dg = np.zeros((n2, ny))
-    M = np.zeros((nr, nr))
+    M = np.zeros((na, na))
     mu = 0.1 / m
     for i in range(n1):
         for j in range(n2):
@@ -592,9 +620,9 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                         dn += v * zz / (1.0 + zz)
                         gv[i, j, k] = np.log(v / s[i, j]) - mu / v
                 den[i, j] = dn if s[i, j] > 0.0 else 0.0
-        _assemble(mask, dinv, den, active, M)
+        _assemble(mask, dinv, den, ridx, M)
         fac = _factor(M)
-        amax = _step(q, mask, a, b, active, dinv, den, gv, fac, dq, df, dg)
+        amax = _step(q, mask, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
         # df, dg are the new multipliers themselves here (gv holds no f, g)
         slope = 0.0
         for i in range(n1):
@@ -678,18 +706,28 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         if -slope <= mu * m and err <= 10.0 * mu:
             mu = max(min(0.2 * mu, mu ** 1.5), 1e-12 / m)
             tried_polish = False
-        if mu < 1e-6 / m and not tried_polish and n_polish < 2:
+        if mu < 1e-6 / m and not tried_polish and n_polish < 3:
             tried_polish = True
             n_polish += 1
-            qp, fp, gp, pit, pgap, pviol, okp = _polish(q, z, mask, a, b, active, f, g, gap_tol, feas_tol, M)
-            it += pit
-            if okp:
-                q[:, :, :] = qp
-                f[:, :] = fp
-                g[:, :] = gp
-                gap = pgap
-                viol = pviol
-                status = 0
+            done = False
+            for rule in range(2):
+                budget = min(4, max_iter - it)
+                if budget <= 0:
+                    break
+                qp, fp, gp, pit, pgap, pviol, okp = _polish(
+                    q, z, mask, a, b, ridx, f, g, gap_tol, feas_tol, M, rule, budget
+                )
+                it += pit
+                if okp:
+                    q[:, :, :] = qp
+                    f[:, :] = fp
+                    g[:, :] = gp
+                    gap = pgap
+                    viol = pviol
+                    status = 0
+                    done = True
+                    break
+            if done:
                 break
     if status != 0 and best_gap < np.inf:
         # not certified to tol: hand back the best certified iterate seen

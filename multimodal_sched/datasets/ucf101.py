@@ -15,9 +15,9 @@ https://www.crcv.ucf.edu/data/UCF101.php (``UCF101.rar``,
 
 ``split=1`` picks trainlist01/testlist01 (1, 2 or 3).  ``multimodal-sched
 prepare ucf101 --raw UCF101 --out root`` decodes the .avi files (PyAV) into
-``rgb/`` frames and ``flow/`` arrays (Farneback-free, dependency-free flow: see
-:mod:`multimodal_sched.datasets.prepare`; use your own TV-L1 flow for the paper's
-numbers) and copies the split lists.
+``rgb/`` frames, converts TV-L1 flow JPEG pairs (``tvl1_flow/{u,v}/<video>/``)
+into ``flow/`` arrays and copies the split lists; it does not compute optical
+flow (see :mod:`multimodal_sched.datasets.prepare`).
 
 Inputs: ``n_frames=3`` RGB frames and ``n_flow=3`` flow fields sampled
 uniformly (deterministic), resized to ``image_size``; RGB ImageNet-normalized
