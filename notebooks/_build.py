@@ -130,6 +130,8 @@ axes[-1].legend(fontsize=8, loc="upper right")
 fig.tight_layout()
 """),
     md("""
+Each panel's title counts the solves that certified their duality gap; `pid` reports any that did
+not with a `ConvergenceWarning` (and `converged=False` for that entry) instead of hiding it.
 The stacked atoms always add up to the dashed total $I(X_1,X_2;Y)$, and everything goes to zero at
 $\\varepsilon = 1$ (pure noise). The *character* of a gate survives moderate noise: xor stays
 synergistic and copy stays unique. For rdn and copy a small amount of synergy appears at intermediate
@@ -293,10 +295,9 @@ ax.set_title("Gaussian task: accuracy vs time (lower left is better)")
 fig.tight_layout()
 """),
     md("""
-On these small problems `exact` and CLARABEL agree to about $10^{-9}$ bits. `exact` is the fastest
-at small sizes, but its time grows steeply with the number of cells (the 16 × 16 × 4 point); SCS and
-FastPID are first-order methods whose time grows more slowly, and FastPID's error stays between
-0.01 and 0.1 bit at every size.
+On these problems `exact` and CLARABEL agree to about $10^{-9}$ bits, and `exact` is the faster of the
+two. SCS and FastPID are first-order methods: here they are both slower and less accurate, and
+FastPID's error stays between 0.01 and 0.1 bit at every size.
 
 ## FastPID's drift with iterations and Sinkhorn sweeps (Tables XI and XII)
 
@@ -576,10 +577,11 @@ print(f"autograd  grad·d   {(G * d).sum().item():+.6f}")
 print(f"grad·P (scale invariance) = {(G * P.detach()).sum().item():+.1e}")
 """),
     md("""
-One caveat: where the optimal $q$ has **zero cells** (the exact AND gate and its noisy versions are
-such cases), $S$ has a kink. The two one-sided derivatives differ, and the gradient returned is one
-value between them, not a derivative that finite differences can confirm (see
-`help(fastpid.methods.torch_methods)` for the semantics on the boundary):
+One caveat: where the optimal $q$ has **zero cells**, $S$ can have a kink. The noisy AND gate is such a
+case: along the same direction the two one-sided derivatives differ, and the gradient returned is a
+value between them, not a derivative that finite differences can confirm. `docs/torch.md` (section
+"Boundary") states exactly which gradients are exact; check with finite differences before relying
+on gradients at such points.
 """),
     code("""
 P_and = D.noisy(D.and_(), 0.1)
