@@ -22,8 +22,10 @@ changes when ``WORLD_SIZE > 1``:
   R, U1, U2, S and makes the same decision.
 * **Files.**  Only rank 0 writes ``events.jsonl``, checkpoints, ``result.json``
   and plots; ranks meet at a barrier after each checkpoint.  ``--resume`` works
-  the same way.  Mixed precision (``config`` option ``amp``, CUDA only) is not
-  implemented here.
+  the same way.
+* **Mixed precision.**  ``config.amp = True`` runs the training forward passes
+  under ``torch.autocast`` with bfloat16 (CUDA; also accepted on CPU); losses,
+  evaluation and probing stay in float32.
 
 Differences from a single-process run with the same seed come only from
 floating-point summation order and, for models with BatchNorm, from per-rank
@@ -38,6 +40,7 @@ encoder has not trained since (a paused modality), and written to
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -79,6 +82,8 @@ def init_process_group(device: str) -> tuple:
     if not (dist.is_available() and dist.is_initialized()):
         backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        # kept for later runs in this process (re-creating a group on the same port is fragile)
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     rank, world = dist.get_rank(), dist.get_world_size()
     if str(device).startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", rank % max(1, torch.cuda.device_count())))
@@ -164,9 +169,10 @@ class ScaledRunner(_Runner):
     """The single-process runner made rank-aware (see the module docstring)."""
 
     def __init__(self, config: RunConfig, data, encoders, run_dir: str, *, probe_cache: bool = False,
-                 lr_step: int | None = None, lr_gamma: float = 0.1):
+                 lr_step: int | None = None, lr_gamma: float = 0.1, amp: bool = False):
         super().__init__(config, data, encoders, run_dir)
         self.rank, self.world = _rank_world()
+        self.amp = amp
         self.use_cache, self.lr_step, self.lr_gamma = probe_cache, lr_step, lr_gamma
         self._cache = {}          # modality -> (modality_epochs, embeddings)
         n = len(data.splits["train"])
@@ -209,6 +215,8 @@ class ScaledRunner(_Runner):
             dist.barrier()
         if self.rank != 0:
             super().load()   # rank 0 already trimmed events.jsonl: this rewrite is a no-op
+        if self.world > 1:
+            dist.barrier()   # nobody appends events before every rank has read the checkpoint
 
     def _save_best(self, key, val, epoch, modules) -> None:
         if self.rank == 0:
@@ -219,6 +227,10 @@ class ScaledRunner(_Runner):
                 self.best[key] = {"val": val, "epoch": epoch}
 
     # ------------------------------------------------------------ train / eval
+    def _autocast(self):
+        """bfloat16 autocast for the forward pass when ``amp`` (no loss scaling needed for bfloat16)."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
     def _train_uni(self, m: int) -> dict:
         enc, head = getattr(self.model, f"encoder{m}"), getattr(self.model, f"head{m}")
         net = self.ddp_uni.get(m) or _Uni(enc, head)
@@ -229,7 +241,8 @@ class ScaledRunner(_Runner):
         tot, correct, n = 0.0, 0, 0
         for b, batch in enumerate(self.loaders[f"m{m}"]):
             x, y = batch[m - 1].to(self.device), batch[2].to(self.device)
-            logits = net(x)
+            with self._autocast():
+                logits = net(x).float()
             loss = F.cross_entropy(logits, y, reduction="sum") * (self.world / sizes[b])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"Stage I modality {m}: loss became {loss.item()}; lower the learning rate")
@@ -276,7 +289,8 @@ class ScaledRunner(_Runner):
         tot, correct, n = 0.0, 0, 0
         for b, (x1, x2, y) in enumerate(self.loaders["joint"]):
             x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
-            fused, l1, l2 = net(x1, x2)
+            with self._autocast():
+                fused, l1, l2 = (z.float() for z in net(x1, x2))
             ce = lambda z: F.cross_entropy(z, y, reduction="sum")  # noqa: E731
             loss = (ce(fused) + w * (ce(l1) + ce(l2))) * (self.world / sizes[b])
             if not torch.isfinite(loss):
@@ -412,17 +426,15 @@ def run_scaled(config, data=None, encoders=None, *, resume: str | None = None, i
     Same arguments and result as ``run`` (``probe_cache`` overrides
     ``config.probe_cache``); under torchrun each rank calls it and gets
     the same :class:`RunResult` (``model`` only on rank 0).  The process group
-    is created from torchrun's environment when not yet initialized, and
-    destroyed at the end if this call created it.
+    is created from torchrun's environment when not yet initialized and kept
+    for later runs in the process (destroyed at exit).  With ``resume`` the
+    run directory's config.json is used and ``config`` is ignored.
     """
     from tqdm.auto import tqdm
 
     from .config import load_config
 
     t0 = time.time()
-    own_group = False
-    if launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
-        own_group = True
     cfg0 = config
     if resume is not None:
         cfg0 = load_config(os.path.join(resume, "config.json")).replace(out=resume)
@@ -439,62 +451,59 @@ def run_scaled(config, data=None, encoders=None, *, resume: str | None = None, i
         if device != config.device:
             config = config.replace(device=device)
     rank, world = _rank_world()
-    try:
-        from .datasets import REGISTRY, build_dataset
-        file_based = data is None and config.dataset in REGISTRY   # the loader checks data_path itself
-        (config if data is None and not file_based else config.replace(dataset="cg-digits", data_path=None)).validate()
-        if data is None:
-            if file_based:
-                mdata, auto_enc = build_dataset(config)
-                encoders = encoders or auto_enc
-            else:
-                mdata = _build_data(config, None)
+    from .datasets import REGISTRY, build_dataset
+    file_based = data is None and config.dataset in REGISTRY   # the loader checks data_path itself
+    (config if data is None and not file_based else config.replace(dataset="cg-digits", data_path=None)).validate()
+    if data is None:
+        if file_based:
+            mdata, auto_enc = build_dataset(config)
+            encoders = encoders or auto_enc
         else:
-            mdata = _build_data(config, data)
-        _validate_against_data(config, mdata)
-        run_dir = _broadcast_obj(config.out or _default_out(config))
-        if resume is None:
-            if rank == 0:
-                if os.path.exists(os.path.join(run_dir, "config.json")):
-                    err = f"run directory {run_dir!r} already holds a run; pass resume={run_dir!r} or choose another out"
-                else:
-                    err = None
-                    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-                    with open(os.path.join(run_dir, "config.json"), "w") as f:
-                        json.dump(config.replace(out=run_dir, device=cfg0.device).to_dict(), f, indent=2)
-                    open(os.path.join(run_dir, "events.jsonl"), "w").close()
+            mdata = _build_data(config, None)
+    else:
+        mdata = _build_data(config, data)
+    _validate_against_data(config, mdata)
+    run_dir = _broadcast_obj(config.out or _default_out(config))
+    if resume is None:
+        if rank == 0:
+            if os.path.exists(os.path.join(run_dir, "config.json")):
+                err = f"run directory {run_dir!r} already holds a run; pass resume={run_dir!r} or choose another out"
             else:
                 err = None
-            err = _broadcast_obj(err)
-            if err:
-                raise ValueError(err)
-            config = config.replace(out=run_dir)
-        threads = torch.get_num_threads()
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
-        try:
-            runner = ScaledRunner(
-                config, mdata, encoders, run_dir,
-                probe_cache=bool(getattr(config, "probe_cache", False) if probe_cache is None else probe_cache),
-                lr_step=getattr(config, "lr_step_epochs", None), lr_gamma=getattr(config, "lr_gamma", 0.1))
-            runner.interrupt_after = interrupt_after
-            if resume is not None:
-                runner.load()
-            show = config.progress and rank == 0
-            if runner.phase == "stage1":
-                total = {"unimodal": config.unimodal_epochs, "schedule": max(config.schedule_epochs)}.get(
-                    config.method, config.max_unimodal_epochs)
-                with tqdm(total=total, initial=runner.stage1_epoch, desc=f"{config.method} stage I",
-                          disable=not show, leave=False) as bar:
-                    runner.run_stage1(bar)
-            if runner.phase == "stage2":
-                total = config.joint_epochs if config.method == "joint" else config.stage2_epochs
-                with tqdm(total=total, initial=runner.stage2_epoch, desc=f"{config.method} stage II",
-                          disable=not show, leave=False) as bar:
-                    runner.run_stage2(bar)
-            return runner.finish(t0)
-        finally:
-            torch.set_num_threads(threads)
+                os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+                with open(os.path.join(run_dir, "config.json"), "w") as f:
+                    json.dump(config.replace(out=run_dir, device=cfg0.device).to_dict(), f, indent=2)
+                open(os.path.join(run_dir, "events.jsonl"), "w").close()
+        else:
+            err = None
+        err = _broadcast_obj(err)
+        if err:
+            raise ValueError(err)
+        config = config.replace(out=run_dir)
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    try:
+        runner = ScaledRunner(
+            config, mdata, encoders, run_dir,
+            probe_cache=bool(getattr(config, "probe_cache", False) if probe_cache is None else probe_cache),
+            lr_step=getattr(config, "lr_step_epochs", None), lr_gamma=getattr(config, "lr_gamma", 0.1),
+            amp=bool(getattr(config, "amp", False)))
+        runner.interrupt_after = interrupt_after
+        if resume is not None:
+            runner.load()
+        show = config.progress and rank == 0
+        if runner.phase == "stage1":
+            total = {"unimodal": config.unimodal_epochs, "schedule": max(config.schedule_epochs)}.get(
+                config.method, config.max_unimodal_epochs)
+            with tqdm(total=total, initial=runner.stage1_epoch, desc=f"{config.method} stage I",
+                      disable=not show, leave=False) as bar:
+                runner.run_stage1(bar)
+        if runner.phase == "stage2":
+            total = config.joint_epochs if config.method == "joint" else config.stage2_epochs
+            with tqdm(total=total, initial=runner.stage2_epoch, desc=f"{config.method} stage II",
+                      disable=not show, leave=False) as bar:
+                runner.run_stage2(bar)
+        return runner.finish(t0)
     finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
+        torch.set_num_threads(threads)

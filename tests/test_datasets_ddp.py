@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from multimodal_sched import RunConfig, run
+from multimodal_sched import RunConfig, RunInterrupted, run
 from multimodal_sched.distributed import ShardedBatchSampler
 
 # synthetic uses MLP encoders (no BatchNorm): DDP then computes the same
@@ -23,19 +23,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, cfg, out):
+def _worker(rank, world, port, cfg, out, resume_check):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     res = run(RunConfig(**cfg))   # run() hands over to run_scaled under torchrun-style env vars
+    rec = {"decisions": [p["decision"] for p in res.probes], "S": [p["S"] for p in res.probes],
+           "stage1": res.stage1_epochs, "test": res.test_accuracy}
+    if resume_check:   # interrupt inside Stage I, resume on the same ranks (the group is reused)
+        part = cfg["out"] + "-part"
+        with pytest.raises(RunInterrupted):
+            run(RunConfig(**{**cfg, "out": part}), interrupt_after=3)
+        again = run(None, resume=part)
+        rec["resumed"] = {"decisions": [p["decision"] for p in again.probes], "test": again.test_accuracy}
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump({"decisions": [p["decision"] for p in res.probes], "S": [p["S"] for p in res.probes],
-                   "stage1": res.stage1_epochs, "test": res.test_accuracy}, f)
+        json.dump(rec, f)
 
 
-def _spawn(tmp_path, cfg):
+def _spawn(tmp_path, cfg, resume_check=False):
     port = _free_port()
-    mp.start_processes(_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, port, cfg, str(tmp_path), resume_check), nprocs=2, join=True,
+                       start_method="spawn")
     return [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
 
 
@@ -64,9 +72,11 @@ def test_ddp_smoke_two_ranks_agree(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_matches_single_process_decisions(tmp_path):
+    """Same seed: the 2-rank run makes the single-process run's decisions; interrupt + resume under DDP is exact."""
     single = run(RunConfig(**{**CFG, "out": str(tmp_path / "single")}))
-    r0, r1 = _spawn(tmp_path, {**CFG, "out": str(tmp_path / "ddp")})
+    r0, r1 = _spawn(tmp_path, {**CFG, "out": str(tmp_path / "ddp")}, resume_check=True)
     assert r0 == r1
     assert r0["decisions"] == [p["decision"] for p in single.probes]
+    assert r0["resumed"] == {"decisions": r0["decisions"], "test": r0["test"]}   # resume under DDP is exact
     assert r0["stage1"] == single.stage1_epochs
     assert r0["S"] == pytest.approx([p["S"] for p in single.probes], abs=1e-6)

@@ -84,3 +84,11 @@ def test_table2_configs_load_and_validate(tmp_path, name):
     assert cfg.dataset == name and cfg.lr_stage1 == REGISTRY[name].paper["lr"]
     assert (cfg.batch_size, cfg.momentum, cfg.weight_decay, cfg.lr_step_epochs, cfg.lr_gamma) == (64, 0.9, 1e-4, 30, 0.1)
     assert (cfg.max_unimodal_epochs, cfg.stage2_epochs) == (150, 100)
+
+
+def test_amp_bfloat16_run_completes(tmp_path):
+    """``amp``: bfloat16 autocast in the training forward passes (checked on CPU; meant for CUDA)."""
+    root = make_cgmnist(str(tmp_path / "data"))
+    res = run(RunConfig(**TINY, dataset="cgmnist", data_path=root, dataset_options={"n_val": 30, "n_probe": 30},
+                        amp=True, out=str(tmp_path / "run")))
+    assert 0.0 <= res.test_accuracy <= 1.0 and res.probes

@@ -45,6 +45,8 @@ def test_video_without_pyav_says_pip_install_av(tmp_path, monkeypatch):
 def test_cgmnist_and_ucf101_prepare(tmp_path):
     raw = make_cgmnist(str(tmp_path / "mraw"), gz=True)
     assert prepare_main(["cgmnist", "--raw", raw, "--out", str(tmp_path / "m"), "--no-progress"]) == 0
+    with pytest.raises(ValueError, match=r"\['fps'\] do not apply to 'cgmnist'"):
+        prepare("cgmnist", raw, str(tmp_path / "m"), fps=2)
     assert len(load_cgmnist(str(tmp_path / "m"), n_val=20, n_probe=20).splits["test"]) == 60
     # UCF-101 from extracted RGB frames and TV-L1 u/v JPEGs
     from fake_layouts import make_ucf101

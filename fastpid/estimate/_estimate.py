@@ -5,7 +5,7 @@ import numpy as np
 
 from ..api import pid
 from ._core import check_counts, plan_replicates, summarize
-from ._inputs import check_confidence, check_samples, check_seed, encode_samples
+from ._inputs import check_confidence, check_seed, encode_samples
 from ._result import PIDEstimate
 from ._resample import flat_cells
 from ._solve import QUANTITIES, solve_stacks
@@ -79,7 +79,6 @@ def pid_from_samples(
     n_boot, n_perm, n_split = check_counts(
         n_boot=n_boot, n_perm=n_perm, n_split=n_split, bias_correction=bias_correction
     )
-    check_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims)
     joint, codes = encode_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims, seed=seed)
     shape = joint.shape
     counts = np.bincount(flat_cells(codes, shape), minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)

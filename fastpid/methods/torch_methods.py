@@ -195,16 +195,20 @@ def solve_exact(p, **options) -> Solution:
 
 # --------------------------------------------------------------------------- analytic
 @register("analytic", backend="torch")
-def solve_analytic(p, *, feas_tol: float = 1e-9) -> Solution:
-    """Closed form q = p(x1,y) p(x2,y) / p(y) in torch (differentiable; not optimal)."""
+def solve_analytic(p, *, feas_tol: float | None = None) -> Solution:
+    """Closed form q = p(x1,y) p(x2,y) / p(y) in torch (differentiable; not optimal).
+
+    ``feas_tol``: 1e-9 for float64 input (as NumPy), 1e-6 for float32 unless given.
+    """
+    if feas_tol is None:
+        feas_tol = 1e-9 if p.dtype == torch.float64 else 1e-6
     feas_tol = check_positive_float(feas_tol, "feas_tol")
     q = _analytic_q(p)
     viol = marginal_violation(_NX, p.detach(), q.detach())
     B = p.shape[0]
-    tol_t = feas_tol if p.dtype == torch.float64 else max(feas_tol, 1e-6)
     return Solution(
         q=q,
-        converged=viol <= tol_t,
+        converged=viol <= feas_tol,
         violation=viol,
         iterations=torch.zeros(B, dtype=torch.int64, device=p.device),
         gap=torch.full((B,), math.nan, dtype=p.dtype, device=p.device),
@@ -221,19 +225,21 @@ def _analytic_q(p):
     return a[:, :, None, :] * b[:, None, :, :] * inv[:, None, None, :]
 
 
+class _ZeroSlopeTorch(type(_NX)):
+    """The torch backend with an x log x whose slope at 0 is 0 (instead of
+    xlogy's NaN), so autograd through the atoms stays finite at empty cells."""
+
+    def xlogx(self, a):
+        return _xlogx(a)
+
+
+_NX_SAFE = _ZeroSlopeTorch()
+
+
 def _atoms_autograd(p, q):
-    """atoms_from_q written with a zero-slope-at-zero x log x, so autograd
-    gives finite gradients when cells or marginals of p or q are empty."""
-
-    class _SafeNX:
-        name = "torch"
-        sum = staticmethod(_NX.sum)
-        abs = staticmethod(_NX.abs)
-        amax = staticmethod(_NX.amax)
-        maximum = staticmethod(_NX.maximum)
-        xlogx = staticmethod(_xlogx)
-
-    return atoms_from_q(_SafeNX, p, q)
+    """atoms_from_q, differentiable with finite gradients when cells or
+    marginals of p or q are empty (zero-mass terms have slope 0)."""
+    return atoms_from_q(_NX_SAFE, p, q)
 
 
 # --------------------------------------------------------------------------- cvx

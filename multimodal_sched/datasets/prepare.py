@@ -39,7 +39,7 @@ import shutil
 import numpy as np
 
 from ._common import DatasetLayoutError, IMAGE_EXTS, list_frames, require_dir
-from .audio import HOP, N_FFT, SAMPLE_RATE, log_spectrogram, read_wav
+from .audio import SAMPLE_RATE, log_spectrogram, read_wav
 
 __all__ = ["prepare", "PREPARERS", "PrepareError", "require_av"]
 
@@ -308,8 +308,15 @@ def prepare(dataset: str, raw: str, out: str, *, progress: bool = True, force: b
     require_dir(raw, f"{dataset} --raw folder")
     if os.path.abspath(raw) == os.path.abspath(out):
         raise ValueError("--out must differ from --raw")
+    import inspect
+
+    fn = PREPARERS[dataset]
+    allowed = set(inspect.signature(fn).parameters) - {"raw", "out", "progress", "force"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} do not apply to {dataset!r}; it takes {sorted(allowed) or 'none'}")
     os.makedirs(out, exist_ok=True)
-    return PREPARERS[dataset](raw, out, progress=progress, force=force, **options)
+    return fn(raw, out, progress=progress, force=force, **options)
 
 
 def main(argv=None) -> int:
