@@ -68,7 +68,7 @@ class PIDResult:
 
     def __repr__(self) -> str:
         if self.batch_shape == ():
-            atoms = ", ".join(f"{k}={getattr(self, k):.6f}" for k in ATOMS)
+            atoms = ", ".join(f"{k}={_fmt6(getattr(self, k))}" for k in ATOMS)
             gap = "nan" if self.gap != self.gap else f"{self.gap:.1e}"
             return (
                 f"PIDResult({atoms} bits; I={self.I:.6f}, converged={self.converged}, "
@@ -83,6 +83,12 @@ class PIDResult:
             f"max violation={float(np.max(_plain(self.violation))):.1e}, "
             f"method={self.method!r}, backend={self.backend!r})"
         )
+
+
+def _fmt6(v) -> str:
+    """Six decimals, without printing round-off below them as '-0.000000'."""
+    text = f"{float(v):.6f}"
+    return "0.000000" if text == "-0.000000" else text
 
 
 def _plain(v):

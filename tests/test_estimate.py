@@ -292,20 +292,22 @@ def test_sensitivity_is_one_call_and_matches_single_estimates(monkeypatch):
     real = solve_mod.pid
     monkeypatch.setattr(solve_mod, "pid", lambda P, **kw: calls.append(np.shape(P)) or real(P, **kw))
     rng = np.random.default_rng(6)
-    x1, x2 = rng.normal(size=(600, 4)), rng.normal(size=(600, 4))
+    x1, x2 = rng.normal(size=(500, 1)), rng.normal(size=(500, 1))
     y = ((x1[:, 0] > 0) ^ (x2[:, 0] > 0)).astype(int)
-    rep = sensitivity(x1, x2, y, bins=[2, 4, 8], pca_dims=[None, 2], n_boot=20, seed=3, method=METHOD)
-    assert len(calls) == 1 and calls[0][0] == 6 * (1 + 20)
+    kw = dict(discretizer="quantile", seed=3, method=METHOD)
+    rep = sensitivity(x1, x2, y, bins=[2, 4, 8], pca_dims=[None, 1], n_boot=20, **kw)
+    assert len(calls) == 1 and calls[0] == (6 * (1 + 20), 8, 8, 2)
     frame = rep.to_frame()
     assert len(frame) == 6
-    assert set(frame["bins"]) == {2, 4, 8} and set(frame["pca_dims"]) == {-1, 2}
+    assert set(frame["bins"]) == {2, 4, 8} and set(frame["pca_dims"]) == {-1, 1}
     assert {"S", "S_plugin", "S_low", "S_high"} <= set(frame.columns)
+    assert frame.loc[frame["bins"] == 2, "S_plugin"].min() > 0.8  # the xor of the signs is found
     monkeypatch.setattr(solve_mod, "pid", real)
     # Zero-padding to one grid is exact: each row equals its own estimate.
     for row in frame.itertuples():
-        one = pid_from_samples(x1, x2, y, bins=row.bins, pca_dims=None if row.pca_dims < 0 else row.pca_dims,
-                               seed=3, method=METHOD)
+        one = pid_from_samples(x1, x2, y, bins=row.bins, pca_dims=None if row.pca_dims < 0 else row.pca_dims, **kw)
         assert row.S_plugin == pytest.approx(one.plugin["S"], abs=1e-6)
+        assert row.U1_plugin == pytest.approx(one.plugin["U1"], abs=1e-6)
         assert (row.n1, row.n2, row.ny) == one.histogram.shape
 
 
@@ -314,12 +316,12 @@ def test_sensitivity_plot_and_errors():
 
     matplotlib.use("Agg")
     rng = np.random.default_rng(7)
-    x1, x2 = rng.normal(size=(300, 2)), rng.normal(size=(300, 2))
+    x1, x2 = rng.normal(size=(300, 1)), rng.normal(size=(300, 1))
     y = (x1[:, 0] > 0).astype(int)
-    rep = sensitivity(x1, x2, y, bins=[2, 4], n_boot=10, method=METHOD)
+    rep = sensitivity(x1, x2, y, bins=[2, 4], n_boot=10, discretizer="quantile", method=METHOD)
     ax = rep.plot()
     assert len(ax.get_lines()) == 4
     with pytest.raises(ValueError, match="fewer than bins=400"):
-        sensitivity(x1, x2, y, bins=[2, 400], method=METHOD)
+        sensitivity(x1, x2, y, bins=[2, 400], discretizer="quantile", method=METHOD)
     with pytest.raises(ValueError, match="at least one 2-D"):
         sensitivity(y, y, y, bins=[2, 4], method=METHOD)

@@ -122,7 +122,9 @@ def test_corrected_estimate_is_closer_to_truth_on_known_20x20x6():
 
 @pytest.mark.slow
 def test_bootstrap_intervals_cover_known_20x20x6():
-    hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=100, bias_correction="bootstrap")
+    # Intervals recentred on the extrapolation-corrected estimate (the first-order
+    # bootstrap correction leaves S under-covered here: 27/40, docs/estimate.md).
+    hits = coverage(known_20x20x6(), n=20000, reps=100, n_boot=100, bias_correction="extrapolation", n_split=5)
     assert all(h >= 85 for h in hits.values()), hits
 
 

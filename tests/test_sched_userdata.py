@@ -157,15 +157,15 @@ def _doc_section(path, title):
 
 
 def test_docs_your_own_data_section_runs(tmp_path, monkeypatch):
-    doc = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "multimodal_sched.md")
+    doc = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
     blocks = _doc_section(doc, "Your own data")
-    assert blocks, "docs/multimodal_sched.md must have python blocks under '## Your own data'"
+    assert blocks, "README.md must have python blocks under '## Your own data'"
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ns = {}
         for code in blocks:
-            exec(compile(code, "docs/multimodal_sched.md", "exec"), ns)
+            exec(compile(code, "README.md", "exec"), ns)
     assert 0.0 <= ns["result"].test_accuracy <= 1.0
     assert ns["decision"].start_joint
 
