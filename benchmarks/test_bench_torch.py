@@ -44,6 +44,8 @@ def _pid(P, **opts):
 
 
 def _record(benchmark, n, label, res):
+    if benchmark.stats is None:  # --benchmark-disable: the function ran once, untimed
+        return
     median = benchmark.stats.stats.median
     conv = res.converged
     conv = float(conv.float().mean()) if hasattr(conv, "float") else float(np.mean(conv))
