@@ -732,6 +732,14 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     if status != 0 and best_gap < np.inf:
         # not certified to tol: hand back the best certified iterate seen
         return qbest, fbest, gbest, it, best_gap, best_viol, status
+    if status == 0:
+        # squeeze the last round-off out of the marginals (a slightly
+        # infeasible q can sit below the optimum and show a negative gap)
+        viol = _restore(q, a, b, 1e-16, 200)
+        F0, Dv = _certificate(q, mask, a, b, f, g)
+        gap = F0 - Dv
+        if not (gap <= gap_tol and viol <= feas_tol):
+            status = 2
     return q, f, g, it, gap, viol, status
 
 
