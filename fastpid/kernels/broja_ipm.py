@@ -743,30 +743,6 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     return q, f, g, it, gap, viol, status
 
 
-@njit(cache=True)
-def solve_batch_serial(p, gap_tol, feas_tol, max_iter):
-    """Same as :func:`solve_batch` in one thread (no thread-pool start-up:
-    faster for a handful of problems)."""
-    B, n1, n2, ny = p.shape
-    q = np.zeros((B, n1, n2, ny))
-    f = np.zeros((B, n1, ny))
-    g = np.zeros((B, n2, ny))
-    iters = np.zeros(B, dtype=np.int64)
-    gap = np.zeros(B)
-    viol = np.zeros(B)
-    status = np.zeros(B, dtype=np.int64)
-    for t in range(B):
-        qt, ft, gt, it, gp, vl, st = solve_one(p[t], gap_tol, feas_tol, max_iter)
-        q[t] = qt
-        f[t] = ft
-        g[t] = gt
-        iters[t] = it
-        gap[t] = gp
-        viol[t] = vl
-        status[t] = st
-    return q, f, g, iters, gap, viol, status
-
-
 @njit(cache=True, parallel=True)
 def solve_batch(p, gap_tol, feas_tol, max_iter):
     B, n1, n2, ny = p.shape

@@ -1,9 +1,9 @@
 """``method="exact"`` (the default): certified interior-point BROJA solver.
 
-A primal barrier Newton method that exploits the block-diagonal Hessian and
-Kronecker-structured constraints of the BROJA program (see
-:mod:`fastpid.kernels.broja_ipm`), compiled with Numba and parallel over a
-batch.  Every answer carries a certificate: ``violation`` (max marginal
+A primal-dual interior-point method with a crossover to exact zeros, exploiting
+the block-diagonal Hessian and Kronecker-structured constraints of the BROJA
+program (see :mod:`fastpid.kernels.broja_ipm`), compiled with Numba and
+parallel over a batch.  Every answer carries a certificate: ``violation`` (max marginal
 violation of q) and ``gap`` (duality gap in bits, a rigorous bound on the error
 of I_q(X1,X2;Y) and therefore of each atom for a feasible q).  ``converged``
 means ``gap <= tol`` and ``violation <= feas_tol``.
@@ -15,7 +15,7 @@ from threadpoolctl import ThreadpoolController
 
 from .._validation import check_positive_float, check_positive_int
 from ..information import LOG2
-from ..kernels.broja_ipm import STATUS, solve_batch, solve_batch_serial
+from ..kernels.broja_ipm import STATUS, solve_batch, solve_one
 from . import Solution, register
 
 # below this many distributions the thread pool costs more than it saves
@@ -54,12 +54,15 @@ def solve(
     feas_tol = check_positive_float(feas_tol, "feas_tol")
     max_iter = check_positive_int(max_iter, "max_iter")
     p = np.ascontiguousarray(p, dtype=np.float64)
-    kernel = solve_batch if p.shape[0] >= PARALLEL_MIN_BATCH else solve_batch_serial
     # One BLAS thread: the Cholesky factors are small, a multi-threaded
     # OpenBLAS only spins (3x slower measured on 20x20x6), and inside the
     # parallel batch it would nest BLAS threads in numba's worker threads.
     with _single_blas_thread():
-        out = kernel(p, tol * LOG2, feas_tol, max_iter)
+        if p.shape[0] >= PARALLEL_MIN_BATCH:
+            out = solve_batch(p, tol * LOG2, feas_tol, max_iter)
+        else:  # a few problems: no thread-pool start-up
+            outs = [solve_one(pt, tol * LOG2, feas_tol, max_iter) for pt in p]
+            out = tuple(np.asarray([o[k] for o in outs]) for k in range(7))
     q, f, g, iters, gap, viol, status = out
     st = [STATUS[int(s)] for s in status]
     return Solution(
