@@ -3,12 +3,15 @@
     multimodal-sched run --config FILE | --dataset cg-digits [--seed N] [--out RUN_DIR]
                          [--method pid|mi|joint|unimodal|schedule] [--resume RUN_DIR]
     multimodal-sched compare [--datasets cg-digits synthetic] [--seeds 0 1 2] [--out DIR]
+    multimodal-sched prepare cremad|ave|ucf101|cgmnist --raw DIR --out DIR [--force]
+    torchrun --nproc-per-node N -m multimodal_sched run ...     (DistributedDataParallel)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import METHODS, RunConfig, load_config
@@ -23,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="one training run")
     src = r.add_mutually_exclusive_group()
     src.add_argument("--config", help="JSON or YAML config file")
-    src.add_argument("--dataset", help="built-in dataset: cg-digits or synthetic")
+    src.add_argument("--dataset", help="cg-digits, synthetic (built in) or cremad, ave, ucf101, cgmnist "
+                                       "(files under --data-path; docs/datasets.md)")
+    r.add_argument("--data-path", dest="data_path", help="root folder of a file-based dataset")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
     r.add_argument("--method", choices=METHODS)
@@ -34,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     c.add_argument("--out", default="runs/compare", help="directory for the runs and table.md")
     c.add_argument("--quick", action="store_true", help="tiny epochs (smoke test, not a measurement)")
+    from .datasets.prepare import add_arguments as _prepare_arguments
+    _prepare_arguments(sub.add_parser("prepare", help="raw dataset download -> the caches the loaders read"))
     return p
 
 
@@ -42,6 +49,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("multimodal_sched")
+    if args.command == "prepare":
+        from .datasets.prepare import run_from_args
+        logging.getLogger("multimodal_sched.datasets").setLevel(logging.INFO)
+        return run_from_args(args, sys.stdout, json)
     if args.command == "compare":
         from .benchmark import compare
         table = compare(datasets=args.datasets, seeds=args.seeds, out=args.out, quick=args.quick)
@@ -51,13 +62,13 @@ def main(argv=None) -> int:
     from .run import run
     try:
         if args.resume:
-            overrides = [n for n in ("config", "dataset", "seed", "out", "method") if getattr(args, n) is not None]
+            overrides = [n for n in ("config", "dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None]
             if overrides:
                 raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
             result = run(None, resume=args.resume)
         else:
             cfg = load_config(args.config) if args.config else RunConfig()
-            changes = {n: getattr(args, n) for n in ("dataset", "seed", "out", "method") if getattr(args, n) is not None}
+            changes = {n: getattr(args, n) for n in ("dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None}
             if args.no_progress:
                 changes["progress"] = False
             cfg = cfg.replace(**changes)
@@ -66,7 +77,8 @@ def main(argv=None) -> int:
         log.error("%s", e)
         return 2
     summary = {k: v for k, v in result.to_dict().items() if k != "probes"}
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

@@ -9,7 +9,8 @@ from typing import Any
 __all__ = ["RunConfig", "load_config", "save_config", "METHODS", "DATASETS"]
 
 METHODS = ("pid", "mi", "joint", "unimodal", "schedule")
-DATASETS = ("cg-digits", "synthetic", "npz")
+FILE_DATASETS = ("cremad", "ave", "ucf101", "cgmnist")   # read from data_path: multimodal_sched.datasets
+DATASETS = ("cg-digits", "synthetic", "npz") + FILE_DATASETS
 FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
@@ -47,6 +48,8 @@ class RunConfig:
     lr_stage2: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_step_epochs: int | None = None   # StepLR: lr * lr_gamma every this many epochs (paper: 30)
+    lr_gamma: float = 0.1
     batch_size: int = 64
     aux_weight: float = 0.6
     # epochs
@@ -68,6 +71,8 @@ class RunConfig:
     pca_dims: int = 5
     binning: str = "kmeans"
     pid_method: str = "exact"
+    probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
+    amp: bool = False           # bfloat16 autocast in training forward passes (multimodal_sched.distributed)
     # misc
     device: str = "cpu"
     num_threads: int | None = 1
@@ -83,6 +88,8 @@ class RunConfig:
         if self.dataset not in DATASETS:
             bad("dataset", f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)} "
                            "or pass your own data with run(config, data=...)")
+        if self.dataset in FILE_DATASETS and not self.data_path:
+            bad("data_path", f"dataset {self.dataset!r} needs data_path (its root folder; see docs/datasets.md)")
         if self.dataset == "npz":
             if not self.data_path:
                 bad("data_path", "dataset 'npz' needs data_path (an .npz file)")
@@ -116,6 +123,10 @@ class RunConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0):
                 bad(name, f"must be > 0, got {v!r}")
+        if self.lr_step_epochs is not None and not (isinstance(self.lr_step_epochs, int) and self.lr_step_epochs >= 1):
+            bad("lr_step_epochs", f"must be None or >= 1, got {self.lr_step_epochs!r}")
+        if not (isinstance(self.lr_gamma, (int, float)) and 0 < self.lr_gamma <= 1):
+            bad("lr_gamma", f"must be in (0, 1], got {self.lr_gamma!r}")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             bad("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):

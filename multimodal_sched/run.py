@@ -39,6 +39,7 @@ from . import probing
 from .config import RunConfig
 from .controller import Controller
 from .data import DATASETS, MultimodalData, as_multimodal_data
+from .lr_schedule import set_lr, step_lr
 from .models import CNN4, MLP, FUSIONS, JointModel, ResNet18, default_encoder, infer_out_dim
 from .training import eval_joint, eval_unimodal, make_optimizer, train_joint_epoch, train_unimodal_epoch
 
@@ -313,6 +314,7 @@ class _Runner:
             for m in mods:
                 enc = getattr(self.model, f"encoder{m}")
                 head = getattr(self.model, f"head{m}")
+                set_lr(self.opts[f"m{m}"], step_lr(cfg.lr_stage1, self.modality_epochs[m - 1], cfg.lr_step_epochs, cfg.lr_gamma))
                 tr = train_unimodal_epoch(enc, head, self.opts[f"m{m}"], self.loaders[f"m{m}"], m, self.device)
                 va = eval_unimodal(enc, head, self.eval_loaders["val"], m, self.device)
                 self.modality_epochs[m - 1] += 1
@@ -348,6 +350,8 @@ class _Runner:
             self._make_joint_opt()
         while self.stage2_epoch < n:
             self.stage2_epoch += 1
+            base = cfg.lr_stage1 if cfg.method == "joint" else cfg.lr_stage2
+            set_lr(self.opt_joint, step_lr(base, self.stage2_epoch - 1, cfg.lr_step_epochs, cfg.lr_gamma))
             tr = train_joint_epoch(self.model, self.opt_joint, self.loaders["joint"], self.device, cfg.aux_weight)
             va = eval_joint(self.model, self.eval_loaders["val"], self.device)
             self.event(type="epoch", phase="stage2", epoch=self.stage2_epoch, train_loss=tr["loss"],
@@ -422,7 +426,10 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
     Everything is validated before the first epoch.
     """
     from .config import load_config
+    from .distributed import launched_by_torchrun, run_scaled
 
+    if launched_by_torchrun():   # every rank of a torchrun job: DistributedDataParallel
+        return run_scaled(config, data, encoders, resume=resume, interrupt_after=interrupt_after)
     t0 = time.time()
     if resume is not None:
         cfg_path = os.path.join(resume, "config.json")
@@ -443,7 +450,13 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
         config = load_config(config)
     # with users' data the dataset / data_path fields do not apply
     (config if data is None else config.replace(dataset="cg-digits", data_path=None)).validate()
-    mdata = _build_data(config, data)
+    from .datasets import REGISTRY, build_dataset
+
+    if data is None and config.dataset in REGISTRY:   # files on disk + the paper's encoders
+        mdata, paper_encoders = build_dataset(config)
+        encoders = encoders if encoders is not None else paper_encoders
+    else:
+        mdata = _build_data(config, data)
     _validate_against_data(config, mdata)
 
     run_dir = config.out or _default_out(config)
@@ -468,7 +481,12 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
 
 
 def _execute(config, mdata, encoders, run_dir, resume, interrupt_after, t0) -> RunResult:
-    runner = _Runner(config, mdata, encoders, run_dir)
+    if config.probe_cache or config.amp:   # the rank-aware runner, here with one process
+        from .distributed import ScaledRunner
+        runner = ScaledRunner(config, mdata, encoders, run_dir, probe_cache=config.probe_cache,
+                              lr_step=config.lr_step_epochs, lr_gamma=config.lr_gamma, amp=config.amp)
+    else:
+        runner = _Runner(config, mdata, encoders, run_dir)
     runner.interrupt_after = interrupt_after
     if resume is not None:
         runner.load()
