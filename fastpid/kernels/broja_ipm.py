@@ -142,6 +142,26 @@ def _block_sums(q, mask, s):
 
 
 @njit(cache=True)
+def _newton_terms(q, mask, z, mu, s, dinv, den, gv):
+    """Per-block pieces of the Newton step: W^-1 = diag(dinv) + dinv dinv^T/den
+    for W = diag((1 + z)/q) - 11^T/s, and the barrier gradient
+    gv = log(q/s) - mu/q (den = sum q z/(1+z), formed without cancellation)."""
+    n1, n2, ny = q.shape
+    _block_sums(q, mask, s)
+    for i in range(n1):
+        for j in range(n2):
+            dn = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    v = q[i, j, k]
+                    zz = z[i, j, k]
+                    dinv[i, j, k] = v / (1.0 + zz)
+                    dn += v * zz / (1.0 + zz)
+                    gv[i, j, k] = np.log(v / s[i, j]) - mu / v
+            den[i, j] = dn if s[i, j] > 0.0 else 0.0
+
+
+@njit(cache=True)
 def _assemble(mask, dinv, den, ridx, M):
     """M = A W^-1 A^T with W^-1 = diag(dinv) + dinv dinv^T / den per block,
     on the active constraint rows only (``ridx`` maps a row to its index in M,
@@ -454,19 +474,9 @@ def _polish(q, z, mask, a, b, ridx, f, g, gap_tol, feas_tol, M, rule, max_it):
     gw = g.copy()
     gap = np.inf
     viol = np.inf
-    reg = 1e-7
+    zreg = np.full((n1, n2, ny), 1e-7)  # Hessian regularization in place of z
     for it in range(1, max_it + 1):
-        _block_sums(qp, mp, s)
-        for i in range(n1):
-            for j in range(n2):
-                dn = 0.0
-                for k in range(ny):
-                    if mp[i, j, k]:
-                        v = qp[i, j, k]
-                        dinv[i, j, k] = v / (1.0 + reg)
-                        dn += v * reg / (1.0 + reg)
-                        gv[i, j, k] = np.log(v / s[i, j])
-                den[i, j] = dn if s[i, j] > 0.0 else 0.0
+        _newton_terms(qp, mp, zreg, 0.0, s, dinv, den, gv)
         _assemble(mp, dinv, den, ridx, M)
         fac = _factor(M)
         amax = _step(qp, mp, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
@@ -608,18 +618,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     best_viol = np.inf
     while it < max_iter:
         it += 1
-        _block_sums(q, mask, s)
-        for i in range(n1):
-            for j in range(n2):
-                dn = 0.0
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        v = q[i, j, k]
-                        zz = z[i, j, k]
-                        dinv[i, j, k] = v / (1.0 + zz)
-                        dn += v * zz / (1.0 + zz)
-                        gv[i, j, k] = np.log(v / s[i, j]) - mu / v
-                den[i, j] = dn if s[i, j] > 0.0 else 0.0
+        _newton_terms(q, mask, z, mu, s, dinv, den, gv)
         _assemble(mask, dinv, den, ridx, M)
         fac = _factor(M)
         amax = _step(q, mask, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
