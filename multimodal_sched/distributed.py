@@ -54,7 +54,6 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
-import fastpid
 
 from . import probing
 from .config import RunConfig
@@ -348,14 +347,8 @@ class ScaledRunner(_Runner):
         if self.rank == 0:
             counts = probing.probe_histogram(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
                                              binning=cfg.binning)
-            if cfg.method == "pid":
-                res = probing.pid_of_counts(counts, pid_method=cfg.pid_method)
-                obs = {k: float(getattr(res, k)) for k in ("R", "U1", "U2", "S", "I", "I1", "I2")}
-                obs["converged"] = bool(res.converged)
-            else:
-                obs = {"I1": float(fastpid.mutual_information(counts, sources="x1")),
-                       "I2": float(fastpid.mutual_information(counts, sources="x2")),
-                       "I": float(fastpid.mutual_information(counts, sources="both"))}
+            obs = probing.observe_counts(counts, signal="pid" if cfg.method == "pid" else "mi",
+                                         pid_method=cfg.pid_method)
         return _broadcast_obj(obs)
 
     # -------------------------------------------------------------- the stages

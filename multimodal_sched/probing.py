@@ -103,6 +103,19 @@ def probe_histogram(z1, z2, y, *, k: int = 20, pca_dims: int = 5, seed: int = 0,
     return counts
 
 
+def observe_counts(counts, *, signal: str = "pid", pid_method: str = "exact") -> dict:
+    """What the controller observes at a probe: the PID atoms (``signal="pid"``)
+    or the per-modality mutual informations (``"mi"``) of a count tensor, in bits."""
+    if signal == "pid":
+        res = pid_of_counts(counts, pid_method=pid_method)
+        obs = {k: float(getattr(res, k)) for k in ("R", "U1", "U2", "S", "I", "I1", "I2")}
+        obs["converged"] = bool(res.converged)
+        return obs
+    return {"I1": float(fastpid.mutual_information(counts, sources="x1")),
+            "I2": float(fastpid.mutual_information(counts, sources="x2")),
+            "I": float(fastpid.mutual_information(counts, sources="both"))}
+
+
 def pid_of_counts(counts, *, pid_method: str = "exact"):
     """``fastpid.pid`` on a count tensor; solver warnings are logged and the
     result's ``converged`` flag is what the caller should record."""

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-import fastpid
 
 from . import probing
 from .config import RunConfig
@@ -281,15 +280,8 @@ class _Runner:
         z1, z2, y = probing.embed_pair(self.model.encoder1, self.model.encoder2, self.eval_loaders["probe"])
         counts = probing.probe_histogram(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
                                          binning=cfg.binning)
-        if cfg.method == "pid":
-            res = probing.pid_of_counts(counts, pid_method=cfg.pid_method)
-            obs = {k: float(getattr(res, k)) for k in ("R", "U1", "U2", "S", "I", "I1", "I2")}
-            obs["converged"] = bool(res.converged)
-        else:
-            obs = {"I1": float(fastpid.mutual_information(counts, sources="x1")),
-                   "I2": float(fastpid.mutual_information(counts, sources="x2")),
-                   "I": float(fastpid.mutual_information(counts, sources="both"))}
-        return obs
+        return probing.observe_counts(counts, signal="pid" if cfg.method == "pid" else "mi",
+                                      pid_method=cfg.pid_method)
 
     # ------------------------------------------------------------- stage I
     def stage1_plan(self):
