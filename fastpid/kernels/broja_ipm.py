@@ -1,39 +1,76 @@
-"""Primal-dual interior-point solver for the BROJA program, in Numba.
+"""Interior-point solver for the dual of the BROJA program, in Numba.
 
-Problem (one normalized distribution p of shape (n1, n2, ny)):
+Primal (one normalized distribution p of shape (n1, n2, ny)):
 
     minimize    F0(q) = sum_{x1,x2,y} q log(q / s),   s(x1,x2) = sum_y q   (= -H_q(Y|X1,X2))
     subject to  sum_{x2} q = a := p(x1, y),  sum_{x1} q = b := p(x2, y),  q >= 0,
 
-on the support {a(x1,y) > 0 and b(x2,y) > 0}.  A primal-dual barrier method
-(IPOPT's monotone strategy: primal q > 0, multipliers f(x1,y), g(x2,y) of the
-marginal constraints, bound multipliers z > 0, backtracking on the barrier
-merit) started from the feasible, strictly positive q0 = a b / p(y), with a
-crossover ("polish") that drops the (x1, x2) blocks whose mass vanishes and
-solves the remaining smooth problem by Newton's method.  Structure used:
+on the support {a(x1,y) > 0 and b(x2,y) > 0}.  F0 is positively homogeneous
+on each (x1, x2) block, so its Lagrange dual is
 
-* The Newton matrix is block diagonal over (x1, x2), each block
-  diag((1 + z)/q) - (1/s) 11^T, inverted in closed form (Sherman-Morrison,
-  with the denominator sum q z/(1+z) formed without cancellation).
-* The Newton/KKT step reduces to one symmetric positive-definite system
-  M nu = rhs with M = A W^{-1} A^T of size (n1 + n2) ny; for each y one
-  (x2, y) row is redundant and is dropped (replaced by an identity row).
-  M is Jacobi-scaled, factored by LAPACK Cholesky (regularized and retried if
-  it is numerically semi-definite) and each step is iteratively refined on the
-  primal residual, so round-off does not leak into the marginals; a final
-  alternating-scaling pass removes what is left before the certificate.
-* Certificate: the multipliers give dual variables f(x1,y), g(x2,y); after a
-  shift that makes them dual feasible (logsumexp_y(f + g) <= 0 on every block)
-  the dual value D is a rigorous lower bound on min F0, and
-  gap = F0(q) - D bounds the error of I_q(X1,X2;Y) and hence of every atom.
+    maximize    D(f, g) = sum a f + sum b g
+    subject to  h(x1,x2) = logsumexp_y (f(x1,y) + g(x2,y)) <= 0   for every block,
+
+a smooth convex program with (n1 + n2) ny variables and one constraint per
+block, whose multipliers are the block masses s(x1, x2) of the primal
+optimum: q = s softmax_y(f + g).  We solve it by a primal-dual interior-point
+method in (f, g, s) on the weighted central path s (-h) = mu w, with w the
+products s0 (-h0) at the start (so the start is exactly centred and every
+block is driven relative to its own scale: masses spanning many decades make
+the unweighted path impractical):
+
+* Mehrotra's predictor-corrector: an affine step gives sigma = mu_aff / mu
+  (floored at 0.1, or 0.3 after a damped step); the corrector carries the
+  second-order term, and falls back to the plain Newton step of the barrier
+  merit -(a f + b g) - sigma mu sum w log(-h) when the corrected direction is
+  not a descent direction for it;
+* fraction-to-boundary on the true (nonlinear) slacks, a cap of 4 nats on the
+  change of any f or g per step (a Newton step on exponentials overshoots
+  where a softmax weight is tiny, and walking back costs about a nat per
+  step), Armijo backtracking on the merit, and a pure centering step after a
+  step shorter than 0.3 (jamming).
+
+Unlike a primal method it has one complementarity pair per block, not per
+cell, so cells that are tiny but positive at the optimum cost nothing, and
+blocks that are empty at the optimum are strictly inactive constraints: no
+crossover is needed.
+
+Structure used:
+
+* The Newton matrix is A B A^T, A the marginal (Kronecker) map, B block
+  diagonal over (x1, x2) with blocks diag(q) + (1/c - 1) q q^T / s
+  (c = -h > 0, q = s softmax): assembled directly on the active rows, where
+  for each y one (x2, y) row is dropped (the gauge f(., y) + t, g(., y) - t
+  leaves everything unchanged).  It is Jacobi-scaled and factored once per
+  iteration by LAPACK Cholesky (regularized and retried if it is numerically
+  semi-definite); predictor and corrector share the factor.
+* Certificate (once mu = sum s (-h), the gap of the current primal-dual pair
+  when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
+  is projected onto the marginals by Newton corrections that reuse the
+  iteration's factor (multiplicative, so the support and positivity are
+  kept), then alternating scaling removes the round-off; (f, g), shifted so
+  that the tightest constraint of each x1 row is active, is dual feasible,
+  so its value D is a rigorous lower bound on min F0, and gap = F0(q) - D
+  bounds the error of I_q(X1,X2;Y) and hence of every atom.  p itself is
+  feasible, so q is replaced by p when p is better (S >= 0 exactly).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-ZBAND = 1e10  # IPOPT keeps z within [mu/(ZBAND q), ZBAND mu/q]
 STATUS = {0: "converged", 1: "max_iter reached", 2: "stalled at working precision", 3: "numerical failure"}
+SBAND = 1e10  # block multipliers s are kept within [sigma mu w/(SBAND c), SBAND sigma mu w/c]
+BACKTRACK = 0.8  # step reduction in the line search
+ARMIJO = 1e-4  # sufficient decrease of the barrier merit
+MAXSTEP = 4.0  # nats: largest change of any f or g in one step
+JAM = 0.3  # after a step shorter than this, take a pure centering step
+PROJECT_ROUNDS = 3  # Newton projections of q onto the marginals per iterate
+RESTORE_SWEEPS = 20  # alternating-scaling sweeps after the projection
+STALL = 15  # iterations without 1% progress of the certified gap (or of mu)
+CERTIFY = 10.0  # certify iterates once mu <= CERTIFY * tol
+SIGMA_MIN = 0.1  # centering after a full step
+SIGMA_DAMPED = 0.3  # centering after a damped step
 
 
 @njit(cache=True)
@@ -58,8 +95,8 @@ def _violation(q, a, b):
 @njit(cache=True)
 def _restore(q, a, b, target, max_sweeps):
     """Alternating scaling sweeps (x1,y) then (x2,y) until the marginal
-    violation is below ``target``: removes round-off drift while keeping the
-    support and positivity of q.  Returns the final violation."""
+    violation is below ``target``: removes the residual infeasibility while
+    keeping the support and positivity of q.  Returns the final violation."""
     n1, n2, ny = q.shape
     viol = _violation(q, a, b)
     sweeps = 0
@@ -89,7 +126,8 @@ def _restore(q, a, b, target, max_sweeps):
 
 @njit(cache=True)
 def _certificate(q, mask, a, b, f, g):
-    """(F0(q), dual lower bound D) in nats, for dual guess (f, g)."""
+    """(F0(q), dual lower bound D) in nats, for the dual guess (f, g) shifted
+    per x1 row to feasibility (max_x2 logsumexp_y(f + g) = 0)."""
     n1, n2, ny = q.shape
     F0 = 0.0
     D = 0.0
@@ -130,62 +168,82 @@ def _certificate(q, mask, a, b, f, g):
 
 
 @njit(cache=True)
-def _block_sums(q, mask, s):
-    n1, n2, ny = q.shape
+def _slacks(mask, f, g, c, pi):
+    """c = -logsumexp_y(f + g) per block (inf for blocks without support) and
+    pi = softmax_y(f + g) on the supported cells."""
+    n1, n2, ny = mask.shape
     for i in range(n1):
         for j in range(n2):
+            mx = -np.inf
+            for k in range(ny):
+                if mask[i, j, k]:
+                    t = f[i, k] + g[j, k]
+                    if t > mx:
+                        mx = t
+            if mx == -np.inf:
+                c[i, j] = np.inf
+                continue
             acc = 0.0
             for k in range(ny):
                 if mask[i, j, k]:
-                    acc += q[i, j, k]
-            s[i, j] = acc
-
-
-@njit(cache=True)
-def _newton_terms(q, mask, z, mu, s, dinv, den, gv):
-    """Per-block pieces of the Newton step: W^-1 = diag(dinv) + dinv dinv^T/den
-    for W = diag((1 + z)/q) - 11^T/s, and the barrier gradient
-    gv = log(q/s) - mu/q (den = sum q z/(1+z), formed without cancellation)."""
-    n1, n2, ny = q.shape
-    _block_sums(q, mask, s)
-    for i in range(n1):
-        for j in range(n2):
-            dn = 0.0
+                    e = np.exp(f[i, k] + g[j, k] - mx)
+                    pi[i, j, k] = e
+                    acc += e
             for k in range(ny):
                 if mask[i, j, k]:
-                    v = q[i, j, k]
-                    zz = z[i, j, k]
-                    dinv[i, j, k] = v / (1.0 + zz)
-                    dn += v * zz / (1.0 + zz)
-                    gv[i, j, k] = np.log(v / s[i, j]) - mu / v
-            den[i, j] = dn if s[i, j] > 0.0 else 0.0
+                    pi[i, j, k] /= acc
+            c[i, j] = -(mx + np.log(acc))
 
 
 @njit(cache=True)
-def _assemble(mask, dinv, den, ridx, M):
-    """M = A W^-1 A^T with W^-1 = diag(dinv) + dinv dinv^T / den per block,
-    on the active constraint rows only (``ridx`` maps a row to its index in M,
-    -1 for rows dropped as empty or redundant)."""
+def _barrier(a, b, f, g, c, w, smu):
+    """Merit -(a.f + b.g) - smu sum w log c  (inf if some slack is not positive)."""
+    n1, ny = a.shape
+    n2 = b.shape[0]
+    val = 0.0
+    for i in range(n1):
+        for k in range(ny):
+            val -= a[i, k] * f[i, k]
+    for j in range(n2):
+        for k in range(ny):
+            val -= b[j, k] * g[j, k]
+    for i in range(n1):
+        for j in range(n2):
+            cij = c[i, j]
+            if cij == np.inf:
+                continue
+            if cij <= 0.0:
+                return np.inf
+            val -= smu * w[i, j] * np.log(cij)
+    return val
+
+
+@njit(cache=True)
+def _assemble(mask, s, c, pi, ridx, M):
+    """M = A B A^T on the active rows (``ridx`` maps a row (x1,y) -> i*ny+y,
+    (x2,y) -> n1*ny + j*ny + y to its index in M, -1 if dropped), with
+    B = s (diag(pi) + (1/c - 1) pi pi^T) per block."""
     n1, n2, ny = mask.shape
     off2 = n1 * ny
     M[:, :] = 0.0
     for i in range(n1):
         for j in range(n2):
-            dn = den[i, j]
-            if dn <= 0.0:
+            if c[i, j] == np.inf:
                 continue
+            sij = s[i, j]
+            wij = sij * (1.0 / c[i, j] - 1.0)
             for k in range(ny):
                 if not mask[i, j, k]:
                     continue
-                dk = dinv[i, j, k]
+                pk = pi[i, j, k]
                 r1 = ridx[i * ny + k]
                 r2 = ridx[off2 + j * ny + k]
                 for k2 in range(ny):
                     if not mask[i, j, k2]:
                         continue
-                    h = dk * dinv[i, j, k2] / dn
+                    h = wij * pk * pi[i, j, k2]
                     if k2 == k:
-                        h += dk
+                        h += sij * pk
                     c1 = ridx[i * ny + k2]
                     c2 = ridx[off2 + j * ny + k2]
                     if r1 >= 0 and c1 >= 0:
@@ -199,343 +257,111 @@ def _assemble(mask, dinv, den, ridx, M):
 
 @njit(cache=True)
 def _factor(M):
-    """Jacobi-scale and Cholesky-factor M (LAPACK through NumPy).  If M is not
-    numerically positive definite, as interior-point systems become near
-    degenerate optima, fall back to a Cholesky that skips tiny pivots, as
-    interior-point codes do: the skipped components of the solution are zero.
-    Returns (L, scale, skip, lapack_ok)."""
+    """Jacobi-scale M in place and Cholesky-factor it (LAPACK through NumPy).
+    If it is not numerically positive definite, as interior-point systems
+    become near the optimum, add a small diagonal shift and retry (this only
+    perturbs the search direction, never the certificate).  Returns
+    (L, scale)."""
     n = M.shape[0]
     dsc = np.empty(n)
     for r in range(n):
         dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-    S = np.empty((n, n))
     for r in range(n):
-        for c in range(n):
-            S[r, c] = M[r, c] * dsc[r] * dsc[c]
-    skip = np.zeros(n, dtype=np.bool_)
+        for col in range(n):
+            M[r, col] *= dsc[r] * dsc[col]
     delta = 0.0
     for attempt in range(8):
         try:
-            L = np.linalg.cholesky(S)
-            return np.ascontiguousarray(L), np.ascontiguousarray(L.T), dsc, skip, attempt == 0
+            return np.linalg.cholesky(M), dsc
         except Exception:
-            # regularize and retry; iterative refinement in _step removes
-            # the bias this introduces
             delta = 1e-14 if delta == 0.0 else delta * 100.0
             for r in range(n):
-                S[r, r] += delta
-    for r in range(n):  # hopeless: identity keeps the iteration finite
-        skip[r] = True
-    L = np.eye(n)
-    return L, L.copy(), dsc, skip, False
+                M[r, r] += delta
+    return np.eye(n), dsc  # hopeless: a scaled gradient step keeps the iteration finite
 
 
-@njit(cache=True)
-def _solve_factored(L, U, dsc, skip, lapack_ok, rhs):
-    """Solve with the factor from :func:`_factor`: forward substitution on the
-    rows of L, back substitution on the rows of U = L^T (both contiguous)."""
+@njit(cache=True, fastmath=True)
+def _solve_factored(L, dsc, rhs):
+    """Solve (D^-1 L L^T D^-1) x = rhs: forward substitution on the rows of L,
+    back substitution for L^T by columns (again rows of L, contiguous)."""
     n = L.shape[0]
-    y = np.zeros(n)
+    y = np.empty(n)
     for i in range(n):
-        if skip[i]:
-            continue
         acc = rhs[i] * dsc[i]
         Li = L[i]
         for k in range(i):
             acc -= Li[k] * y[k]
         y[i] = acc / Li[i]
-    x = np.zeros(n)
     for i in range(n - 1, -1, -1):
-        if skip[i]:
-            continue
-        acc = y[i]
-        Ui = U[i]
-        for k in range(i + 1, n):
-            acc -= Ui[k] * x[k]
-        x[i] = acc / Ui[i]
+        y[i] /= L[i, i]
+        xi = y[i]
+        Li = L[i]
+        for k in range(i):
+            y[k] -= Li[k] * xi
     for r in range(n):
-        x[r] *= dsc[r]
-    return x
+        y[r] *= dsc[r]
+    return y
 
 
 @njit(cache=True)
-def _apply_winv(q, mask, dinv, den, v, out):
-    """out = W^-1 v blockwise, W^-1 = diag(dinv) + dinv dinv^T / den."""
-    n1, n2, ny = q.shape
-    for i in range(n1):
-        for j in range(n2):
-            dn = den[i, j]
-            if dn <= 0.0:
-                continue
-            ut = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    ut += dinv[i, j, k] * v[i, j, k]
-            for k in range(ny):
-                if mask[i, j, k]:
-                    out[i, j, k] = dinv[i, j, k] * (v[i, j, k] + ut / dn)
-
-
-@njit(cache=True)
-def _step(q, mask, a, b, ridx, dinv, den, gv, fac, dq, df, dg):
-    """Newton step dq = -W^-1 (gv + A^T nu) with A dq = c - A q, using the
-    factorization ``fac`` of M = A W^-1 A^T, plus iterative refinement on the
-    primal residual so that round-off in an ill-conditioned M does not leak
-    into the marginals.  Fills dq and the multipliers df = -nu1, dg = -nu2;
-    returns the largest step keeping q > 0."""
-    L, U, dsc, skip, ok = fac
-    n1, n2, ny = q.shape
-    na = L.shape[0]
-    nr = ridx.shape[0]
+def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
+    """Solve M (df, dg) = (a, b) - A[coef * pi] (coef per block) and scatter
+    the solution back to (n1, ny), (n2, ny) (dropped rows get 0)."""
+    L, dsc = fac
+    n1, n2, ny = mask.shape
     off2 = n1 * ny
-    w = np.zeros((n1, n2, ny))
-    _apply_winv(q, mask, dinv, den, gv, w)
-    # full-length residual r = c - A q and A W^-1 gv, then compressed
-    r = np.zeros(nr)
-    aw = np.zeros(nr)
+    nr = ridx.shape[0]
+    full = np.empty(nr)
     for i in range(n1):
         for k in range(ny):
-            acc = a[i, k]
-            for j in range(n2):
-                acc -= q[i, j, k]
-                if mask[i, j, k]:
-                    aw[i * ny + k] += w[i, j, k]
-            r[i * ny + k] = acc
+            full[i * ny + k] = a[i, k]
     for j in range(n2):
         for k in range(ny):
-            acc = b[j, k]
-            for i in range(n1):
-                acc -= q[i, j, k]
+            full[off2 + j * ny + k] = b[j, k]
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] == np.inf or coef[i, j] == 0.0:
+                continue
+            cf = coef[i, j]
+            for k in range(ny):
                 if mask[i, j, k]:
-                    aw[off2 + j * ny + k] += w[i, j, k]
-            r[off2 + j * ny + k] = acc
-    rhs = np.zeros(na)
+                    full[i * ny + k] -= cf * pi[i, j, k]
+                    full[off2 + j * ny + k] -= cf * pi[i, j, k]
+    rhs = np.empty(L.shape[0])
     for t in range(nr):
         if ridx[t] >= 0:
-            rhs[ridx[t]] = -r[t] - aw[t]
-    nuc = _solve_factored(L, U, dsc, skip, ok, rhs)
-    nu = np.zeros(nr)
-    t3 = np.zeros((n1, n2, ny))
-    sweeps = 3 if ok else 8
-    for sweep in range(sweeps):
-        for t in range(nr):
-            nu[t] = nuc[ridx[t]] if ridx[t] >= 0 else 0.0
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        t3[i, j, k] = gv[i, j, k] + nu[i * ny + k] + nu[off2 + j * ny + k]
-        _apply_winv(q, mask, dinv, den, t3, dq)
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        dq[i, j, k] = -dq[i, j, k]
-        if sweep == sweeps - 1:
-            break
-        # primal residual rho = r - A dq on the active rows
-        rho = r.copy()
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        rho[i * ny + k] -= dq[i, j, k]
-                        rho[off2 + j * ny + k] -= dq[i, j, k]
-        big = 0.0
-        rc = np.zeros(na)
-        for t in range(nr):
-            if ridx[t] >= 0:
-                rc[ridx[t]] = -rho[t]
-                big = max(big, abs(rho[t]))
-        if big < 1e-16:
-            break
-        dnu = _solve_factored(L, U, dsc, skip, ok, rc)
-        for t in range(na):
-            nuc[t] += dnu[t]
-    for i in range(n1):
-        for k in range(ny):
-            df[i, k] = -nu[i * ny + k]
-    for j in range(n2):
-        for k in range(ny):
-            dg[j, k] = -nu[off2 + j * ny + k]
-    amax = 1.0
-    for i in range(n1):
-        for j in range(n2):
-            for k in range(ny):
-                if mask[i, j, k]:
-                    d = dq[i, j, k]
-                    if d < 0.0:
-                        lim = -q[i, j, k] / d
-                        if lim < amax:
-                            amax = lim
-    return amax
-
-
-@njit(cache=True)
-def _dual_fit(q, mp, ridx, f, g):
-    """Least-change dual update: the smallest (df, dg) with
-    f + df + g + dg = log(q/s) on every cell of the kept blocks (exact
-    stationarity of the reduced problem), starting from the interior-point
-    multipliers, which lie near the centre of the optimal dual face."""
-    n1, n2, ny = q.shape
-    off2 = n1 * ny
-    na = 0
-    for t in range(ridx.shape[0]):
-        if ridx[t] >= 0:
-            na += 1
-    N = np.zeros((na, na))
-    rhs = np.zeros(na)
-    for i in range(n1):
-        for j in range(n2):
-            s = 0.0
-            for k in range(ny):
-                if mp[i, j, k]:
-                    s += q[i, j, k]
-            if s <= 0.0:
-                continue
-            for k in range(ny):
-                if not mp[i, j, k]:
-                    continue
-                res = np.log(q[i, j, k] / s) - f[i, k] - g[j, k]
-                r1 = ridx[i * ny + k]
-                r2 = ridx[off2 + j * ny + k]
-                if r1 >= 0:
-                    N[r1, r1] += 1.0
-                    rhs[r1] += res
-                if r2 >= 0:
-                    N[r2, r2] += 1.0
-                    rhs[r2] += res
-                if r1 >= 0 and r2 >= 0:
-                    N[r1, r2] += 1.0
-                    N[r2, r1] += 1.0
-    for r in range(na):
-        N[r, r] += 1e-12
-    L, U, dsc, skip, ok = _factor(N)
-    d = _solve_factored(L, U, dsc, skip, ok, rhs)
+            rhs[ridx[t]] = full[t]
+    x = _solve_factored(L, dsc, rhs)
     for i in range(n1):
         for k in range(ny):
             t = ridx[i * ny + k]
-            if t >= 0:
-                f[i, k] += d[t]
+            df[i, k] = x[t] if t >= 0 else 0.0
     for j in range(n2):
         for k in range(ny):
             t = ridx[off2 + j * ny + k]
-            if t >= 0:
-                g[j, k] += d[t]
+            dg[j, k] = x[t] if t >= 0 else 0.0
 
 
 @njit(cache=True)
-def _polish(q, z, mask, a, b, ridx, f, g, gap_tol, feas_tol, M, rule, max_it):
-    """Crossover: guess which (x1, x2) blocks are empty at the optimum, drop
-    them to exactly zero, solve the remaining smooth problem by (slightly
-    regularized) Newton steps on F0, fit the dual to its exact stationarity and
-    certify against ALL blocks (a wrong guess simply fails the certificate).
-    ``rule`` 0 keeps a block if some cell has q >= z (strict complementarity);
-    rule 1 keeps it if its mass is at least 1e-3 of the largest block in its
-    x1 row (for degenerate optima where q and z both vanish).
-    Returns (q, f, g, iterations, gap, violation, success)."""
-    n1, n2, ny = q.shape
-    qp = q.copy()
-    mp = mask.copy()
-    for i in range(n1):
-        smax = 0.0
-        for j in range(n2):
-            sij = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    sij += q[i, j, k]
-            smax = max(smax, sij)
-        for j in range(n2):
-            keep = False
-            cnt = 0
-            sij = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    cnt += 1
-                    sij += q[i, j, k]
-                    if q[i, j, k] >= z[i, j, k]:
-                        keep = True
-            if rule == 1:
-                keep = sij >= 1e-3 * smax
-            if cnt > 0 and not keep:
-                for k in range(ny):
-                    mp[i, j, k] = False
-                    qp[i, j, k] = 0.0
-    s = np.zeros((n1, n2))
-    dinv = np.zeros((n1, n2, ny))
-    den = np.zeros((n1, n2))
-    gv = np.zeros((n1, n2, ny))
-    dq = np.zeros((n1, n2, ny))
-    df = np.zeros((n1, ny))
-    dg = np.zeros((n2, ny))
-    qn = qp.copy()
-    qr = qp.copy()
-    fw = f.copy()
-    gw = g.copy()
-    gap = np.inf
-    viol = np.inf
-    zreg = np.full((n1, n2, ny), 1e-7)  # Hessian regularization in place of z
-    for it in range(1, max_it + 1):
-        _newton_terms(qp, mp, zreg, 0.0, s, dinv, den, gv)
-        _assemble(mp, dinv, den, ridx, M)
-        fac = _factor(M)
-        amax = _step(qp, mp, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
-        # full Newton steps (the reduced problem is smooth near its optimum);
-        # only the fraction-to-boundary rule limits them
-        alpha = min(1.0, 0.995 * amax)
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mp[i, j, k]:
-                        qn[i, j, k] = qp[i, j, k] + alpha * dq[i, j, k]
-        qp[:, :, :] = qn
-        qr[:, :, :] = qp
-        viol = _restore(qr, a, b, 0.1 * feas_tol, 50)
-        if viol > feas_tol:
-            continue
-        fw[:, :] = f
-        gw[:, :] = g
-        _dual_fit(qr, mp, ridx, fw, gw)
-        F0, Dv = _certificate(qr, mask, a, b, fw, gw)
-        gap = F0 - Dv
-        if gap <= gap_tol:
-            return qr, fw, gw, it, gap, viol, True
-        if alpha < 1e-3:
-            break
-    return qp, fw, gw, max_it, gap, viol, False
-
-
-@njit(cache=True)
-def _barrier(q, mask, mu):
-    """phi_mu(q) = F0(q) - mu sum log q  (the merit function)."""
-    n1, n2, ny = q.shape
-    val = 0.0
+def _slope(mask, c, pi, df, dg, t):
+    """t = grad h . (df, dg) = sum_y pi (df + dg) per block."""
+    n1, n2, ny = mask.shape
     for i in range(n1):
         for j in range(n2):
-            s = 0.0
-            for k in range(ny):
-                if mask[i, j, k]:
-                    s += q[i, j, k]
-            if s <= 0.0:
+            if c[i, j] == np.inf:
+                t[i, j] = 0.0
                 continue
+            acc = 0.0
             for k in range(ny):
                 if mask[i, j, k]:
-                    v = q[i, j, k]
-                    val += v * np.log(v / s) - mu * np.log(v)
-    return val
+                    acc += pi[i, j, k] * (df[i, k] + dg[j, k])
+            t[i, j] = acc
 
 
 @njit(cache=True)
-def solve_one(p, gap_tol, feas_tol, max_iter):
-    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status).
-
-    Primal-dual barrier method (IPOPT's monotone strategy): for a fixed mu,
-    Newton steps on the primal-dual system with the primal-dual Hessian
-    diag((1+z)/q) - 11^T/s, backtracking on the barrier merit phi_mu; once the
-    subproblem error is below 10 mu, mu <- min(0.2 mu, mu^1.5).  Every
-    iteration checks the certificate; from mu < 1e-6 on, a crossover is tried
-    at each new mu.
-    """
+def _support(p):
+    """Marginals a = p(x1,y), b = p(x2,y), the supported cells, the map of
+    active constraint rows and the number of supported blocks."""
     n1, n2, ny = p.shape
     a = np.zeros((n1, ny))
     b = np.zeros((n2, ny))
@@ -549,26 +375,19 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         for k in range(ny):
             py[k] += a[i, k]
     mask = np.zeros((n1, n2, ny), dtype=np.bool_)
-    q = np.zeros((n1, n2, ny))
-    m = 0
     nr = (n1 + n2) * ny
     off2 = n1 * ny
     has = np.zeros(nr, dtype=np.bool_)
     for i in range(n1):
         for j in range(n2):
             for k in range(ny):
-                if a[i, k] > 0.0 and b[j, k] > 0.0:
-                    v = a[i, k] * b[j, k] / py[k]
-                    if v > 0.0:  # mass below float64 resolution stays out
-                        mask[i, j, k] = True
-                        q[i, j, k] = v
-                        has[i * ny + k] = True
-                        has[off2 + j * ny + k] = True
-                        m += 1
-    # active rows: those carrying supported cells, minus one redundant
-    # (x2, y) row per label (the supported cells of a label form a complete
-    # bipartite graph, so exactly one row per label is implied by the others)
-    ridx = np.full(nr, -1, dtype=np.int64)
+                # mass below float64 resolution stays out
+                if a[i, k] > 0.0 and b[j, k] > 0.0 and a[i, k] * b[j, k] / py[k] > 0.0:
+                    mask[i, j, k] = True
+                    has[i * ny + k] = True
+                    has[off2 + j * ny + k] = True
+    # the supported cells of a label form a complete bipartite graph: one
+    # (x2, y) row per label is implied by the others (the gauge direction)
     for k in range(ny):
         jbest = -1
         bbest = 0.0
@@ -578,167 +397,348 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                 jbest = j
         if jbest >= 0:
             has[off2 + jbest * ny + k] = False
+    ridx = np.full(nr, -1, dtype=np.int64)
     na = 0
     for t in range(nr):
         if has[t]:
             ridx[t] = na
             na += 1
-    if m == 0:
-        return q, np.zeros((n1, ny)), np.zeros((n2, ny)), 0, np.inf, _violation(q, a, b), 3
-    f = np.zeros((n1, ny))
-    g = np.zeros((n2, ny))
-    z = np.zeros((n1, n2, ny))
-    s = np.zeros((n1, n2))
-    dinv = np.zeros((n1, n2, ny))
-    den = np.zeros((n1, n2))
-    gv = np.zeros((n1, n2, ny))
-    dq = np.zeros((n1, n2, ny))
-    qn = np.zeros((n1, n2, ny))
-    df = np.zeros((n1, ny))
-    dg = np.zeros((n2, ny))
-    M = np.zeros((na, na))
-    mu = 0.1 / m
+    return a, b, py, mask, ridx, na
+
+
+@njit(cache=True)
+def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
+    """A feasible q near q0 = s softmax(f + g): corrections q += B A^T y with
+    A B A^T y = (a, b) - A q, using the iteration's factor (B's blocks are
+    diag(q0) + (1/c - 1) q0 q0^T / s, so a correction is q0 (u + (1/c - 1)
+    pi.u), u = A^T y), repeated while the violation exceeds ``target``; a
+    correction that would make a cell non-positive is not applied (the
+    alternating scaling that follows does the rest)."""
+    L, dsc = fac
+    n1, n2, ny = mask.shape
+    off2 = n1 * ny
+    nr = ridx.shape[0]
     for i in range(n1):
         for j in range(n2):
             for k in range(ny):
                 if mask[i, j, k]:
-                    z[i, j, k] = mu / q[i, j, k]
-    status = 1
-    gap = np.inf
-    viol = 0.0
-    it = 0
-    tried_polish = False
-    n_polish = 0
-    stall = 0
-    qr = q.copy()
+                    q[i, j, k] = s[i, j] * pi[i, j, k]
+    full = np.empty(nr)
+    rhs = np.empty(L.shape[0])
+    yf = np.zeros(nr)
+    dq = np.zeros((n1, n2, ny))
+    for _ in range(rounds):
+        for i in range(n1):
+            for k in range(ny):
+                full[i * ny + k] = a[i, k]
+        for j in range(n2):
+            for k in range(ny):
+                full[off2 + j * ny + k] = b[j, k]
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        full[i * ny + k] -= q[i, j, k]
+                        full[off2 + j * ny + k] -= q[i, j, k]
+        res = 0.0
+        for t in range(nr):
+            if ridx[t] >= 0:
+                rhs[ridx[t]] = full[t]
+                res = max(res, abs(full[t]))
+        if res <= target:
+            return
+        y = _solve_factored(L, dsc, rhs)
+        for t in range(nr):
+            yf[t] = y[ridx[t]] if ridx[t] >= 0 else 0.0
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] == np.inf:
+                    continue
+                ubar = 0.0
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        ubar += pi[i, j, k] * (yf[i * ny + k] + yf[off2 + j * ny + k])
+                beta = (1.0 / c[i, j] - 1.0) * ubar
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        d = s[i, j] * pi[i, j, k] * (yf[i * ny + k] + yf[off2 + j * ny + k] + beta)
+                        if not q[i, j, k] + d > 0.0:
+                            return
+                        dq[i, j, k] = d
+        for i in range(n1):
+            for j in range(n2):
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        q[i, j, k] += dq[i, j, k]
+
+
+@njit(cache=True)
+def _keep_better(p, q, mask):
+    """p itself is feasible: if it has the lower F0 (no smaller I(X1,X2;Y)
+    than q, e.g. S = 0 exactly), copy it into q, so that S >= 0 always."""
+    n1, n2, ny = p.shape
+    fp = 0.0
+    fq = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            sp = 0.0
+            sq = 0.0
+            for k in range(ny):
+                if p[i, j, k] > 0.0 and not mask[i, j, k]:
+                    return  # p has mass outside the solved support (underflow)
+                sp += p[i, j, k]
+                sq += q[i, j, k]
+            for k in range(ny):
+                if p[i, j, k] > 0.0:
+                    fp += p[i, j, k] * np.log(p[i, j, k] / sp)
+                if q[i, j, k] > 0.0:
+                    fq += q[i, j, k] * np.log(q[i, j, k] / sq)
+    if fp < fq:
+        q[:, :, :] = p
+
+
+@njit(cache=True)
+def solve_one(p, gap_tol, feas_tol, max_iter):
+    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status)."""
+    n1, n2, ny = p.shape
+    a, b, py, mask, ridx, na = _support(p)
+    q = np.zeros((n1, n2, ny))
+    f = np.zeros((n1, ny))
+    g = np.zeros((n2, ny))
+    if not mask.any():
+        return q, f, g, 0, np.inf, _violation(q, a, b), 3
+    # start: f = log a - 1, g = log(b / p(y)) is strictly dual feasible, and
+    # s = block masses of q0 = a b / p(y) makes q = s softmax(f + g) = q0
+    # primal feasible
+    for i in range(n1):
+        for k in range(ny):
+            if a[i, k] > 0.0:
+                f[i, k] = np.log(a[i, k]) - 1.0
+    for j in range(n2):
+        for k in range(ny):
+            if b[j, k] > 0.0:
+                g[j, k] = np.log(b[j, k] / py[k])
+    c = np.zeros((n1, n2))
+    pi = np.zeros((n1, n2, ny))
+    _slacks(mask, f, g, c, pi)
+    s = np.zeros((n1, n2))
+    # weights of the central path s c = mu w: the start is exactly centred
+    # (mu = 1), and each block is driven relative to its own scale (masses
+    # spanning many decades make the plain path s c = mu impractical)
+    w = np.zeros((n1, n2))
+    wsum = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] < np.inf:
+                acc = 0.0
+                for k in range(ny):
+                    if mask[i, j, k]:
+                        acc += a[i, k] * b[j, k] / py[k]
+                s[i, j] = acc
+                w[i, j] = acc * c[i, j]
+                wsum += w[i, j]
+    for i in range(n1):
+        for j in range(n2):
+            w[i, j] /= wsum
+    M = np.empty((na, na))
+    df = np.zeros((n1, ny))
+    dg = np.zeros((n2, ny))
+    fn = np.zeros((n1, ny))
+    gn = np.zeros((n2, ny))
+    cn = np.zeros((n1, n2))
+    pin = np.zeros((n1, n2, ny))
+    t = np.zeros((n1, n2))
+    tc = np.zeros((n1, n2))
+    coef = np.zeros((n1, n2))
+    dsa = np.zeros((n1, n2))
+    ds = np.zeros((n1, n2))
+    target = np.zeros((n1, n2))
     qbest = q.copy()
     fbest = f.copy()
     gbest = g.copy()
     best_gap = np.inf
     best_viol = np.inf
-    while it < max_iter:
-        it += 1
-        _newton_terms(q, mask, z, mu, s, dinv, den, gv)
-        _assemble(mask, dinv, den, ridx, M)
-        fac = _factor(M)
-        amax = _step(q, mask, a, b, ridx, dinv, den, gv, fac, dq, df, dg)
-        # df, dg are the new multipliers themselves here (gv holds no f, g)
-        slope = 0.0
+    status = 1
+    stall = 0
+    prev_alpha = 1.0
+    best_mu = np.inf
+    failed = False
+    it = 0
+    while True:
+        mu = 0.0
         for i in range(n1):
             for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        slope += gv[i, j, k] * dq[i, j, k]
-        tau = max(0.99, 1.0 - mu)
-        alpha = min(1.0, tau * amax)
-        phi = _barrier(q, mask, mu)
-        ok = False
-        for _ in range(50):
+                if c[i, j] < np.inf:
+                    mu += s[i, j] * c[i, j]
+        _assemble(mask, s, c, pi, ridx, M)
+        fac = _factor(M)
+        # mu = sum s c is the duality gap of (q = s softmax(f + g), f, g) when
+        # q is feasible: certify once it is near the tolerance (or when the
+        # iteration is about to stop).  Certificate: project q onto the
+        # marginals, remove round-off, bound the gap with (f, g).
+        if mu <= CERTIFY * gap_tol or it >= max_iter or stall >= STALL - 1 or failed:
+            _project(fac, ridx, a, b, mask, s, c, pi, q, 0.1 * feas_tol, PROJECT_ROUNDS)
+            viol = _restore(q, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
+            F0, Dv = _certificate(q, mask, a, b, f, g)
+            gap = F0 - Dv
+            if not np.isfinite(gap):
+                status = 3
+                break
+            if viol <= feas_tol and gap < best_gap:
+                stall = 0 if gap < 0.99 * best_gap else stall + 1
+                best_gap = gap
+                best_viol = viol
+                qbest[:, :, :] = q
+                fbest[:, :] = f
+                gbest[:, :] = g
+            else:
+                stall += 1
+            if gap <= gap_tol and viol <= feas_tol:
+                status = 0
+                break
+            if stall >= STALL or failed:
+                status = 2  # no progress at working precision
+                break
+        else:
+            # progress is measured on mu until certificates are computed
+            stall = 0 if mu < 0.99 * best_mu else stall + 1
+            best_mu = min(best_mu, mu)
+        if it >= max_iter:
+            break
+        it += 1
+        # predictor (sigma = 0): M d = (a, b)
+        coef[:, :] = 0.0
+        _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
+        _slope(mask, c, pi, df, dg, t)
+        ax = 1.0
+        asl = 1.0
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] == np.inf:
+                    continue
+                dsa[i, j] = s[i, j] * (t[i, j] / c[i, j] - 1.0)
+                if t[i, j] > 0.0 and c[i, j] / t[i, j] < ax:
+                    ax = c[i, j] / t[i, j]
+                if dsa[i, j] < 0.0 and -s[i, j] / dsa[i, j] < asl:
+                    asl = -s[i, j] / dsa[i, j]
+        mu_aff = 0.0
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] < np.inf:
+                    mu_aff += (s[i, j] + asl * dsa[i, j]) * (c[i, j] - ax * t[i, j])
+        mu_aff = max(mu_aff, 0.0)
+        # centering from the predictor, floored: the nonlinear constraints
+        # rarely allow the long steps Mehrotra's (mu_aff/mu)^3 asks for;
+        # after a damped step, centre more
+        sigma = mu_aff / mu
+        sigma = min(max(sigma, SIGMA_MIN if prev_alpha >= 0.99 else SIGMA_DAMPED), 0.9)
+        corr = 1.0
+        if prev_alpha < JAM:
+            sigma = 1.0  # jammed: a pure centering step
+            corr = 0.0
+        smu = sigma * mu
+        # corrector with the second-order term: M d = (a, b) - A[(target/c) pi];
+        # without that term d is the Newton step of the barrier merit, a
+        # descent direction: fall back to it if the corrected d is not
+        for attempt in range(2):
             for i in range(n1):
                 for j in range(n2):
-                    for k in range(ny):
-                        if mask[i, j, k]:
-                            qn[i, j, k] = q[i, j, k] + alpha * dq[i, j, k]
-            phin = _barrier(qn, mask, mu)
-            if phin <= phi + 1e-4 * alpha * min(slope, 0.0) or abs(phin - phi) <= 1e-14 * (1.0 + abs(phi)):
-                ok = True
+                    if c[i, j] == np.inf:
+                        continue
+                    # target = smu w - ds_aff dc_aff, with dc_aff = -t_aff
+                    target[i, j] = smu * w[i, j] + (corr * dsa[i, j] * t[i, j] if attempt == 0 else 0.0)
+                    coef[i, j] = target[i, j] / c[i, j]
+            _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
+            _slope(mask, c, pi, df, dg, tc)
+            slope = 0.0
+            for i in range(n1):
+                for k in range(ny):
+                    slope -= a[i, k] * df[i, k]
+            for j in range(n2):
+                for k in range(ny):
+                    slope -= b[j, k] * dg[j, k]
+            for i in range(n1):
+                for j in range(n2):
+                    if c[i, j] < np.inf:
+                        slope += smu * w[i, j] * tc[i, j] / c[i, j]
+            if slope < 0.0 or corr == 0.0:
                 break
-            alpha *= 0.5
-        if not ok:
-            status = 2
-            break
-        # dual step: z towards mu/q along the linearization, kept in IPOPT's band
-        amax_z = 1.0
+        eta = max(0.95, 1.0 - mu)
+        ax = 1.0
+        asl = 1.0
         for i in range(n1):
             for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        v = q[i, j, k]
-                        d = (mu - v * z[i, j, k] - z[i, j, k] * dq[i, j, k]) / v
-                        gv[i, j, k] = d
-                        if d < 0.0 and -tau * z[i, j, k] / d < amax_z:
-                            amax_z = -tau * z[i, j, k] / d
-        err = 0.0
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        v = qn[i, j, k]
-                        zz = z[i, j, k] + amax_z * gv[i, j, k]
-                        lo = mu / (ZBAND * v)
-                        hi = ZBAND * mu / v
-                        zz = min(max(zz, lo), hi)
-                        z[i, j, k] = zz
-                        q[i, j, k] = v
-                        err = max(err, abs(v * zz - mu))
+                if c[i, j] == np.inf:
+                    continue
+                ds[i, j] = (target[i, j] - s[i, j] * c[i, j] + s[i, j] * tc[i, j]) / c[i, j]
+                if tc[i, j] > 0.0 and eta * c[i, j] / tc[i, j] < ax:
+                    ax = eta * c[i, j] / tc[i, j]
+                if ds[i, j] < 0.0 and -eta * s[i, j] / ds[i, j] < asl:
+                    asl = -eta * s[i, j] / ds[i, j]
+        # a Newton step on exponentials can overshoot by many nats where a
+        # softmax weight is tiny (and walking back costs ~1 nat per step):
+        # cap the change of every dual variable
+        big = 0.0
         for i in range(n1):
             for k in range(ny):
-                f[i, k] = df[i, k]
+                big = max(big, abs(df[i, k]))
         for j in range(n2):
             for k in range(ny):
-                g[j, k] = dg[j, k]
-        qr[:, :, :] = q
-        viol = _restore(qr, a, b, 0.1 * feas_tol, 50)
-        F0, Dv = _certificate(qr, mask, a, b, f, g)
-        gap = F0 - Dv
-        if not np.isfinite(gap):
-            status = 3
-            break
-        if viol <= feas_tol and gap < 0.99 * best_gap:
-            stall = 0
-        else:
-            stall += 1
-        if viol <= feas_tol and gap < best_gap:
-            best_gap = gap
-            best_viol = viol
-            qbest[:, :, :] = qr
-            fbest[:, :] = f
-            gbest[:, :] = g
-        if gap <= gap_tol and viol <= feas_tol:
-            q[:, :, :] = qr
-            status = 0
-            break
-        if stall >= 15:
-            status = 2  # no progress at working precision
-            break
-        # subproblem solved well enough: shrink mu superlinearly
-        if -slope <= mu * m and err <= 10.0 * mu:
-            mu = max(min(0.2 * mu, mu ** 1.5), 1e-12 / m)
-            tried_polish = False
-        if mu < 1e-6 / m and not tried_polish and n_polish < 3:
-            tried_polish = True
-            n_polish += 1
-            done = False
-            for rule in range(2):
-                budget = min(4, max_iter - it)
-                if budget <= 0:
+                big = max(big, abs(dg[j, k]))
+        if ax * big > MAXSTEP:
+            ax = MAXSTEP / big
+        # line search on the weighted barrier, keeping the true slacks interior
+        phi = _barrier(a, b, f, g, c, w, smu)
+        accepted = False
+        for _ in range(60):
+            for i in range(n1):
+                for k in range(ny):
+                    fn[i, k] = f[i, k] + ax * df[i, k]
+            for j in range(n2):
+                for k in range(ny):
+                    gn[j, k] = g[j, k] + ax * dg[j, k]
+            _slacks(mask, fn, gn, cn, pin)
+            interior = True
+            for i in range(n1):
+                for j in range(n2):
+                    if cn[i, j] < np.inf and not cn[i, j] > (1.0 - eta) * c[i, j]:
+                        interior = False
+            if interior:
+                phin = _barrier(a, b, fn, gn, cn, w, smu)
+                if phin <= phi + ARMIJO * ax * min(slope, 0.0) + 1e-13 * abs(phi):
+                    accepted = True
                     break
-                qp, fp, gp, pit, pgap, pviol, okp = _polish(
-                    q, z, mask, a, b, ridx, f, g, gap_tol, feas_tol, M, rule, budget
-                )
-                it += pit
-                if okp:
-                    q[:, :, :] = qp
-                    f[:, :] = fp
-                    g[:, :] = gp
-                    gap = pgap
-                    viol = pviol
-                    status = 0
-                    done = True
-                    break
-            if done:
-                break
-    if status != 0 and best_gap < np.inf:
-        # not certified to tol: hand back the best certified iterate seen
-        return qbest, fbest, gbest, it, best_gap, best_viol, status
+            ax *= BACKTRACK
+        if not accepted:
+            failed = True  # certify the current iterate, then stop
+            continue
+        prev_alpha = ax
+        f[:, :] = fn
+        g[:, :] = gn
+        c[:, :] = cn
+        pi[:, :, :] = pin
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] < np.inf:
+                    v = s[i, j] + asl * ds[i, j]
+                    lo = smu * w[i, j] / (SBAND * c[i, j])
+                    s[i, j] = min(max(v, lo), SBAND * smu * w[i, j] / c[i, j])
     if status == 0:
         # squeeze the last round-off out of the marginals (a slightly
         # infeasible q can sit below the optimum and show a negative gap)
         viol = _restore(q, a, b, 1e-16, 200)
+        _keep_better(p, q, mask)
+        viol = _violation(q, a, b)
         F0, Dv = _certificate(q, mask, a, b, f, g)
         gap = F0 - Dv
-        if not (gap <= gap_tol and viol <= feas_tol):
-            status = 2
+        if gap <= gap_tol and viol <= feas_tol:
+            return q, f, g, it, gap, viol, 0
+        status = 2
+    if best_gap < np.inf:
+        # not certified to tol: hand back the best certified iterate seen
+        _keep_better(p, qbest, mask)
+        F0, Dv = _certificate(qbest, mask, a, b, fbest, gbest)
+        return qbest, fbest, gbest, it, min(best_gap, F0 - Dv), max(best_viol, _violation(qbest, a, b)), status
     return q, f, g, it, gap, viol, status
 
 

@@ -1,9 +1,11 @@
 """``method="exact"`` (the default): certified interior-point BROJA solver.
 
-A primal-dual interior-point method with a crossover to exact zeros, exploiting
-the block-diagonal Hessian and Kronecker-structured constraints of the BROJA
-program (see :mod:`fastpid.kernels.broja_ipm`), compiled with Numba and
-parallel over a batch.  Every answer carries a certificate: ``violation`` (max marginal
+A primal-dual interior-point method on the dual of the BROJA program (one
+smooth log-sum-exp constraint per (x1, x2) block; the primal q is recovered as
+block mass times softmax), exploiting its Kronecker structure: one
+(n1 + n2)·ny Cholesky factor per Newton step (see
+:mod:`fastpid.kernels.broja_ipm`), compiled with Numba and parallel over a
+batch.  Every answer carries a certificate: ``violation`` (max marginal
 violation of q) and ``gap`` (duality gap in bits, a rigorous bound on the error
 of I_q(X1,X2;Y) and therefore of each atom for a feasible q).  ``converged``
 means ``gap <= tol`` and ``violation <= feas_tol``.

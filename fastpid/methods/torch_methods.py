@@ -6,9 +6,14 @@ input).  Each solver takes the validated, normalized batch ``p`` (B, n1, n2, ny)
 :class:`~fastpid.methods.Solution` whose arrays are tensors on ``p.device``.
 
 ``"exact"``
-    Solved by the certified NumPy/Numba interior-point kernel on the CPU in
-    float64 (a detach / copy round trip; results are moved back to the input's
-    device and dtype).  Gradients of every atom with respect
+    Option ``engine``: ``"numba"`` solves with the certified NumPy/Numba
+    interior-point kernel on the CPU in float64 (a detach / copy round trip;
+    results are moved back to the input's device and dtype); ``"torch"`` with
+    a batched torch primal-dual barrier interior point
+    (:mod:`fastpid.kernels.broja_ipm_torch`) on the input's device, in float64,
+    re-solving with Numba whatever it does not certify; ``"auto"`` (default)
+    picks torch for CUDA tensors and Numba for CPU tensors (faster there).
+    Gradients of every atom with respect
     to ``P`` come from the envelope theorem in :class:`_ExactAtoms`: with
     V(p) = min_q sum q log(q/s) = -H_q*(Y|X1,X2), dV/dp(x1,x2,y) = f(x1,y) +
     g(x2,y), the multipliers of the two marginal constraints.  Nothing is
@@ -178,19 +183,107 @@ def exact_atoms(p: torch.Tensor, q: torch.Tensor, f: torch.Tensor, g: torch.Tens
 
 
 # --------------------------------------------------------------------------- exact
-def solve_exact(p, **options) -> Solution:
-    """The certified NumPy/Numba solver on a float64 CPU copy of ``p``; results
-    moved back to ``p``'s device and dtype, atoms with envelope-theorem
-    gradients (options: those of the NumPy ``method="exact"``)."""
+EXACT_ENGINES = ("auto", "torch", "numba")
+
+
+def _resolve_engine(engine, p: torch.Tensor) -> str:
+    """"auto": the native torch solver on CUDA tensors, the Numba kernel on CPU
+    tensors (faster there: see docs/torch.md for the measurements)."""
+    if not isinstance(engine, str) or engine not in EXACT_ENGINES:
+        raise ValueError(f"engine must be one of {EXACT_ENGINES}, got {engine!r}")
+    if engine == "auto":
+        return "torch" if p.device.type == "cuda" else "numba"
+    return engine
+
+
+def _numpy_exact_defaults() -> dict:
+    return {
+        name: prm.default
+        for name, prm in inspect.signature(_np_exact.solve).parameters.items()
+        if prm.kind == prm.KEYWORD_ONLY
+    }
+
+
+def solve_exact(p, engine="auto", **options) -> Solution:
+    """``method="exact"`` on tensors: atoms with envelope-theorem gradients.
+
+    ``engine="numba"``: the certified NumPy/Numba solver on a float64 CPU copy
+    of ``p``, results moved back to ``p``'s device and dtype.
+    ``engine="torch"``: the batched torch primal-dual barrier interior point
+    (:mod:`fastpid.kernels.broja_ipm_torch`) on ``p``'s device, in float64;
+    the distributions it does not certify within ``max_iter`` are re-solved
+    by the Numba kernel on the CPU (``info["numba_fallback"]``).
+    ``engine="auto"`` (default): torch on CUDA tensors, Numba on CPU tensors.
+    Other options: those of the NumPy ``method="exact"``.
+    """
+    if _resolve_engine(engine, p) == "torch":
+        return _solve_exact_torch(p, **options)
     sol = _np_exact.solve(_host64(p), **options)
     q64 = torch.as_tensor(sol.q, dtype=torch.float64, device=p.device)
     f64 = torch.as_tensor(sol.info["dual_f"], dtype=torch.float64, device=p.device)
     g64 = torch.as_tensor(sol.info["dual_g"], dtype=torch.float64, device=p.device)
     info = dict(sol.info)
     info["dual_f"], info["dual_g"] = f64, g64
+    info["engine"] = "numba"
     info["compute"] = "Numba kernel on the CPU in float64 (tensor round trip)"
     atoms = exact_atoms(p, q64, f64, g64)
     return Solution(q=q64.to(p.dtype), atoms=atoms, info=info, **_diagnostics_to_tensors(sol, p))
+
+
+def _solve_exact_torch(p, **options) -> Solution:
+    """Native batched torch interior point on ``p.device`` (float64 inside),
+    with a Numba re-solve of every distribution it leaves uncertified."""
+    from ..kernels.broja_ipm import STATUS
+    from ..kernels.broja_ipm_torch import solve_batch
+
+    opts = {**_numpy_exact_defaults(), **options}
+    tol = check_positive_float(opts["tol"], "tol")
+    feas_tol = check_positive_float(opts["feas_tol"], "feas_tol")
+    max_iter = check_positive_int(opts["max_iter"], "max_iter")
+    pd = p.detach()
+    q64, f64, g64, iters, gap, viol, st = solve_batch(pd, tol * LOG2, feas_tol, max_iter)
+    gap = gap / LOG2
+    status = [STATUS[int(s)] for s in st.cpu()]
+    converged = st == 0
+    idx = (~converged).nonzero().squeeze(1)
+    n_fb = int(idx.numel())
+    if n_fb:
+        # never hand back an uncertified torch answer: the Numba kernel (with
+        # its crossover) re-solves those distributions on the CPU
+        sol = _np_exact.solve(_host64(pd[idx]), **options)
+        dev = p.device
+        as64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64, device=dev)  # noqa: E731
+        q64[idx] = as64(sol.q)
+        f64[idx] = as64(sol.info["dual_f"])
+        g64[idx] = as64(sol.info["dual_g"])
+        iters[idx] = iters[idx] + torch.as_tensor(np.asarray(sol.iterations, dtype=np.int64), device=dev)
+        gap[idx] = as64(sol.gap)
+        viol[idx] = as64(sol.violation)
+        converged[idx] = torch.as_tensor(np.asarray(sol.converged, dtype=bool), device=dev)
+        fb_status = sol.info["status"]
+        fb_status = [fb_status] if isinstance(fb_status, str) else list(fb_status)
+        for t, s in zip(idx.tolist(), fb_status):
+            status[t] = s
+    info = {
+        "status": status[0] if len(status) == 1 else status,
+        "tol": tol, "feas_tol": feas_tol,
+        "dual_f": f64, "dual_g": g64,
+        "engine": "torch",
+        "compute": f"batched torch interior point on {p.device} in float64",
+        "numba_fallback": n_fb,
+        "numba_fallback_index": idx.tolist(),
+        "hint": "increase max_iter or loosen tol / feas_tol",
+    }
+    atoms = exact_atoms(p, q64, f64, g64)
+    return Solution(
+        q=q64.to(p.dtype),
+        atoms=atoms,
+        info=info,
+        converged=converged,
+        violation=viol.to(p.dtype),
+        iterations=iters,
+        gap=gap.to(p.dtype),
+    )
 
 
 # --------------------------------------------------------------------------- analytic
@@ -272,7 +365,7 @@ def solve_cvx(p, **options) -> Solution:
 
 register("cvx", backend="torch")(_with_signature(solve_cvx, _np_cvx.solve))
 register("exact", backend="torch")(
-    _with_signature(solve_exact, _np_exact.solve)
+    _with_signature(solve_exact, _np_exact.solve, extra={"engine": "auto"})
 )
 
 
