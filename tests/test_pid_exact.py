@@ -123,7 +123,7 @@ def test_iteration_cap_warns_and_stays_finite(make_hist):
 
 @pytest.mark.parametrize("max_iter", [3, 5, 10])
 def test_iteration_cap_is_a_cap(make_hist, max_iter):
-    """``max_iter`` caps the Newton iterations, crossover/polish steps included."""
+    """``max_iter`` caps the Newton iterations."""
     for _ in range(10):
         P = make_hist((6, 5, 3), 0.5, 0.2)
         with warnings.catch_warnings():

@@ -1,60 +1,61 @@
-"""Batched primal-dual barrier interior-point solver for BROJA, in torch.
+"""Batched interior-point solver for the dual of the BROJA program, in torch.
 
-A whole-batch tensor port of the primal-dual barrier method of the Numba
-kernel :mod:`fastpid.kernels.broja_ipm` as of commit 1df9f55 (that kernel has
-since been reformulated; the two are validated against each other on results
-and certificates, not iterates).  Problem, for each distribution p of the batch
-(B, n1, n2, ny):
+A whole-batch tensor port of the Numba kernel :mod:`fastpid.kernels.broja_ipm`
+(the dual interior point of commit 289edd2; same constants, imported from it).
+For each distribution p of the batch (B, n1, n2, ny), with a = p(x1, y),
+b = p(x2, y) and the support {a(x1,y) > 0 and b(x2,y) > 0}:
 
-    minimize    F0(q) = sum q log(q / s),   s(x1,x2) = sum_y q   (= -H_q(Y|X1,X2))
-    subject to  sum_{x2} q = a := p(x1, y),  sum_{x1} q = b := p(x2, y),  q >= 0,
+    maximize    D(f, g) = sum a f + sum b g
+    subject to  h(x1,x2) = logsumexp_y (f(x1,y) + g(x2,y)) <= 0   for every block,
 
-on the support {a(x1,y) > 0 and b(x2,y) > 0}, from the feasible, strictly
-positive q0 = a b / p(y): primal q > 0, multipliers f(x1,y), g(x2,y) of the
-marginal constraints, bound multipliers z > 0, barrier parameter mu with
-IPOPT's monotone rule mu <- max(min(0.2 mu, mu^1.5), 1e-12/m) once the
-barrier subproblem is solved to 10 mu, z kept in IPOPT's band
-[mu/(ZBAND q), ZBAND mu/q], backtracking on the barrier merit
-phi_mu = F0 - mu sum log q.  Certificate: q is made feasible by alternating
-scaling and (f, g), shifted so that logsumexp_y(f + g) <= 0 on every block, is
-dual feasible, so its value D is a rigorous lower bound on min F0 and
-gap = F0(q) - D bounds the error of I_q(X1,X2;Y) and of every atom.  It runs on
-the input tensor's device (CUDA included); only imported lazily from the torch
-code paths.
+the Lagrange dual of min F0(q) = sum q log(q / s) over the couplings q of the
+two marginals; its block multipliers s(x1,x2) are the block masses of the
+primal optimum, q = s softmax_y(f + g).  Primal-dual interior point in
+(f, g, s) on the weighted central path s c = mu w (c = -h > 0, w the products
+s0 c0 of the centred start f = log a - 1, g = log(b / p(y)), s0 = block masses
+of a b / p(y)).  Per iteration, for every unfinished distribution at once:
 
-Per iteration, for every unfinished distribution at once:
-
-* per-block Newton terms: W^-1 = diag(dinv) + dinv dinv^T / den with
-  dinv = q/(1+z), den = sum q z/(1+z) (Sherman-Morrison, no cancellation) and
-  the barrier gradient gv = log(q/s) - mu/q;
-* the Schur matrix M = A W^-1 A^T on all (n1 + n2) ny constraint rows, dense
-  and batched; rows without supported cells and one redundant (x2, y) row per
-  label are replaced by identity rows (zero right-hand side), so every item
-  has the same matrix size;
-* Jacobi scaling and ``torch.linalg.cholesky_ex``; items whose factorization
-  fails get a diagonal regularization (1e-14, then x100 per retry, up to 7
-  retries) and are refactored alone; the Newton step is
-  iteratively refined on the primal residual (3 sweeps, 8 when some item of
-  the batch was regularized);
-* a vectorized backtracking line search on the barrier merit: trial steps
-  alpha_max 0.5^k are evaluated in groups (k = 0, then 1..8, 9..24, 25..49,
-  each only for the items that have not yet accepted) and each item takes its
-  first Armijo-acceptable one;
-* the dual step on z clipped to IPOPT's band, per-item monotone mu rule
-  mu <- max(min(0.2 mu, mu^1.5), 1e-12/m), Sinkhorn restore and the shifted-
-  dual certificate (rigorous duality gap), per-item stall / best-iterate
-  bookkeeping (stop after 15 iterations without 1% progress of the gap; an
-  uncertified item returns its best certified iterate);
-* from mu < 1e-6/m on, at each new mu (at most 3 times per item), a crossover
-  ("polish"): drop the (x1, x2) blocks guessed empty at the optimum, take up
-  to 4 Newton steps on the reduced smooth problem, fit the dual to its exact
-  stationarity and certify against all blocks (batched over the items that
-  trigger it).
+* slacks c and softmax weights pi of every block (``torch.logsumexp``), the
+  gap mu = sum s c;
+* the Newton matrix M = A B A^T, B block diagonal with blocks
+  s (diag(pi) + (1/c - 1) pi pi^T), written densely through strided views;
+  rows without supported cells and one redundant (x2, y) row per label (the
+  gauge) are identity rows, so every item has the same matrix size; Jacobi
+  scaling and batched ``torch.linalg.cholesky_ex``, items whose factorization
+  fails regularized (1e-14, then x100 per retry, up to 7 retries, as the
+  Numba kernel) and refactored alone; predictor and corrector share the
+  factor (batched ``cholesky_solve``);
+* Mehrotra predictor-corrector: sigma = mu_aff / mu, floored at 0.1 (0.3 after
+  a damped step), capped at 0.9; the corrector (second-order term) and the
+  plain barrier-Newton fallback direction are solved together as two
+  right-hand sides, and each item takes the fallback when its corrected
+  direction is not a descent direction of the weighted barrier merit
+  -(a f + b g) - sigma mu sum w log c; a pure centering step after a step
+  shorter than 0.3;
+* fraction-to-boundary (eta = max(0.95, 1 - mu)) on the linearized slacks and
+  multipliers, a cap of 4 nats on any |df|, |dg|, then a vectorized Armijo
+  backtracking on the merit: the trial steps alpha 0.8^k are evaluated in
+  groups (k = 0, 1..5, 6..15, 16..35, 36..59, each only for the items that
+  have not yet accepted; a trial must also keep the true slacks above
+  (1 - eta) c) and each item takes its first acceptable one; an item whose
+  line search fails is certified once more and stops;
+* certification, per item, once mu <= 10 tol (or at its last iteration, or
+  when it stalls): q = s softmax(f + g) projected onto the marginals by up to
+  3 Newton corrections reusing the iteration's factor (a correction that
+  would make a cell non-positive is not applied), then alternating scaling
+  (20 sweeps at most), then the shifted-dual certificate: (f, g) shifted so
+  that the tightest block of each x1 row is active is dual feasible, so its
+  value D is a rigorous lower bound on min F0 and gap = F0(q) - D bounds the
+  error of I_q(X1,X2;Y) and of every atom;
+* stall detection (15 iterations without 1 % progress of mu, then of the
+  certified gap), best certified iterate kept; a certified item gets a last
+  alternating-scaling squeeze, p itself replaces q when it is better
+  (S >= 0 exactly), and is re-certified.
 
 Items stop individually (certified, stalled, failed or out of iterations) and
-are removed from the working set.  The caller (:func:`fastpid.methods.torch_methods.solve_exact`)
+leave the working set.  The caller (:func:`fastpid.methods.torch_methods.solve_exact`)
 re-solves every item this solver does not certify with the Numba kernel on the
-CPU.  All arithmetic is float64 whatever the input dtype.
+CPU.  All arithmetic is float64 whatever the input dtype, on the input's device.
 """
 from __future__ import annotations
 
@@ -62,10 +63,13 @@ import math
 
 import torch
 
-ZBAND = 1e10  # IPOPT's band for z
-# line-search trial groups: [k0, k1) exponents of 0.5, evaluated together
-_LS_GROUPS = ((0, 1), (1, 9), (9, 25), (25, 50))
-_LS_ELEMENTS = 1 << 25  # at most this many trial cells evaluated at once
+from .broja_ipm import (ARMIJO, BACKTRACK, CERTIFY, JAM, MAXSTEP, PROJECT_ROUNDS, RESTORE_SWEEPS,
+                        SBAND, SIGMA_DAMPED, SIGMA_MIN, STALL)
+
+# line-search trial groups: [k0, k1) exponents of BACKTRACK, evaluated together
+# (60 trials in all, as the Numba kernel)
+_LS_GROUPS = ((0, 1), (1, 6), (6, 16), (16, 36), (36, 60))
+_LS_ELEMENTS = 1 << 24  # at most this many trial cells evaluated at once
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -101,7 +105,7 @@ def _restore(q, a, b, target, max_sweeps):
             if not bool(keep.any()):
                 return q, viol
             idx, qi, ai, bi = idx[keep], qi[keep], ai[keep], bi[keep]
-    # out of sweeps: keep the last iterate (as the per-item loop of the Numba kernel)
+    # out of sweeps: keep the last iterate (as the Numba kernel)
     q[idx], viol[idx] = qi, _violation(qi, ai, bi)
     return q, viol
 
@@ -109,7 +113,7 @@ def _restore(q, a, b, target, max_sweeps):
 def _certificate(q, mask, a, b, f, g):
     """(F0(q), dual lower bound D) in nats per item, for the dual guess (f, g)
     shifted per x1 row to dual feasibility (max_x2 logsumexp_y(f + g) = 0)."""
-    s = q.sum(-1, keepdim=True)
+    s = torch.where(mask, q, 0.0).sum(-1, keepdim=True)
     pos = mask & (q > 0) & (s > 0)
     ratio = torch.where(pos, q / torch.where(s > 0, s, 1.0), 1.0)
     F0 = torch.where(pos, q * torch.log(ratio), 0.0).sum((1, 2, 3))
@@ -124,80 +128,102 @@ def _certificate(q, mask, a, b, f, g):
     return F0, D
 
 
-def _barrier(q, mask, mu):
-    """phi_mu(q) = F0(q) - mu sum log q over the last three dims; ``mu``
-    broadcasts against the leading dims.  Non-positive q on the support gives
-    NaN/inf (never accepted by the line search)."""
-    s = q.sum(-1, keepdim=True)
-    ok = mask & (s > 0)
-    qq = torch.where(ok, q, 1.0)
-    ss = torch.where(s > 0, s, 1.0)
-    val = qq * torch.log(qq / ss) - mu[..., None, None, None] * torch.log(qq)
-    return torch.where(ok, val, 0.0).sum((-3, -2, -1))
+def _keep_better(p, q, mask):
+    """p itself is feasible: where it has the lower F0 (e.g. S = 0 exactly)
+    and no mass outside the solved support, it replaces q (so S >= 0)."""
+    outside = ((p > 0) & ~mask).flatten(1).any(1)
+
+    def f0(x):
+        s = x.sum(-1, keepdim=True)
+        pos = x > 0
+        return torch.where(pos, x * torch.log(torch.where(pos, x, 1.0) / torch.where(s > 0, s, 1.0)),
+                           0.0).sum((1, 2, 3))
+
+    use = ~outside & (f0(p) < f0(q))
+    return torch.where(use[:, None, None, None], p, q)
 
 
-def _A(v):
-    """Constraint operator on (B, n1, n2, ny): stacked (x1,y) and (x2,y) sums, (B, nr)."""
-    B = v.shape[0]
-    return torch.cat((v.sum(2).reshape(B, -1), v.sum(1).reshape(B, -1)), dim=1)
+def _slacks(mask, blk, f, g):
+    """c = -logsumexp_y(f + g) per block (1 on blocks without support, which
+    then contribute nothing anywhere) and pi = softmax_y(f + g) on the
+    supported cells (0 elsewhere).  Leading dims broadcast."""
+    fg = torch.where(mask, f.unsqueeze(-2) + g.unsqueeze(-3), -math.inf)
+    lse = torch.logsumexp(fg, dim=-1)
+    lse = torch.where(blk, lse, 0.0)
+    pi = torch.where(mask, torch.exp(fg - lse[..., None]), 0.0)
+    return torch.where(blk, -lse, 1.0), pi
 
 
-def _AT(nu, n1, n2, ny):
-    """Adjoint of :func:`_A`: nu (B, nr) -> (B, n1, n2, ny)."""
-    B = nu.shape[0]
-    nu1 = nu[:, : n1 * ny].reshape(B, n1, ny)
-    nu2 = nu[:, n1 * ny:].reshape(B, n2, ny)
-    return nu1[:, :, None, :] + nu2[:, None, :, :]
+def _barrier(a, b, f, g, c, w, blk, smu):
+    """Merit -(a.f + b.g) - smu sum w log c per item (inf if a slack of a
+    supported block is not positive).  ``smu`` broadcasts against the leading
+    dims."""
+    ok = ~blk | (c > 0)
+    logc = torch.log(torch.where(blk & ok, c, 1.0))
+    val = (-(a * f).sum((-2, -1)) - (b * g).sum((-2, -1))
+           - smu * (w * logc).sum((-2, -1)))
+    return torch.where(ok.flatten(-2).all(-1), val, math.inf)
 
 
-def _winv(dinv, dd, v):
-    """W^-1 v blockwise, W^-1 = diag(dinv) + dinv dinv^T * dd (dd = 1/den, 0 on empty blocks)."""
-    ut = (dinv * v).sum(-1, keepdim=True)
-    return torch.where(dd[..., None] > 0, dinv * (v + ut * dd[..., None]), 0.0)
+def _block_hessian(blk, s, c, pi):
+    """Blocks of B: s (diag(pi) + (1/c - 1) pi pi^T), zero on empty blocks;
+    (W, n1, n2, ny, ny)."""
+    sw = torch.where(blk, s * (1.0 / c - 1.0), 0.0)
+    H = sw[..., None, None] * pi[..., :, None] * pi[..., None, :]
+    return H + torch.diag_embed(s[..., None] * pi)
 
 
-def _assemble(dinv, dd, actf, on=None):
-    """Dense batched M = A W^-1 A^T, inactive rows/cols replaced by identity
-    (W^-1 = diag(dinv) + dinv dinv^T dd on the blocks ``on``, default dd > 0).
+def _assemble(H, v1, v2, act):
+    """Dense batched S = V A B A^T V + diag(~act) from the per-block matrices
+    H of B, V = diag(v1, v2) (v = 0 on the inactive rows, which become
+    identity rows).
 
-    With H(x1,x2) the ny x ny blocks of W^-1: the (x1,y) x (x1,y') block of M
-    is block diagonal with sum_x2 H, the (x2,y) x (x2,y') block with sum_x1 H,
-    and the off-diagonal (x1,y) x (x2,y') block is H itself; each is written
-    through a strided 5-d view of M."""
-    W, n1, n2, ny = dinv.shape
-    if on is None:
-        on = dd > 0
-    H = dinv[..., :, None] * dinv[..., None, :] * dd[..., None, None]
-    H = H + torch.diag_embed(torch.where(on[..., None], dinv, 0.0))   # (W, n1, n2, ny, ny)
+    The (x1,y) x (x1,y') block of A B A^T is block diagonal with sum_x2 H,
+    the (x2,y) x (x2,y') block with sum_x1 H, and the off-diagonal
+    (x1,y) x (x2,y') block is H itself: each is scaled on the small per-block
+    tensors and written through a strided 5-d view of S."""
+    W, n1, n2, ny, _ = H.shape
     nr = (n1 + n2) * ny
     o2 = n1 * ny
-    M = torch.zeros(W, nr, nr, dtype=dinv.dtype, device=dinv.device)
+    H11 = H.sum(2) * v1[..., :, None] * v1[..., None, :]                       # (W, n1, ny, ny)
+    H22 = H.sum(1) * v2[..., :, None] * v2[..., None, :]                       # (W, n2, ny, ny)
+    H12 = H * v1[:, :, None, :, None] * v2[:, None, :, None, :]                # (W, n1, n2, ny, ny)
+    M = torch.zeros(W, nr, nr, dtype=H.dtype, device=H.device)
     st = (nr * nr, ny * nr, nr, ny, 1)
     M11 = M.as_strided((W, n1, ny, n1, ny), st, 0)
     M22 = M.as_strided((W, n2, ny, n2, ny), st, o2 * nr + o2)
     M12 = M.as_strided((W, n1, ny, n2, ny), st, o2)
     M21 = M.as_strided((W, n2, ny, n1, ny), st, o2 * nr)
-    M11.diagonal(dim1=1, dim2=3).copy_(H.sum(2).permute(0, 2, 3, 1))
-    M22.diagonal(dim1=1, dim2=3).copy_(H.sum(1).permute(0, 2, 3, 1))
-    M12.copy_(H.permute(0, 1, 3, 2, 4))
-    M21.copy_(H.permute(0, 2, 4, 1, 3))
-    M.mul_(actf[:, :, None] * actf[:, None, :])
-    M.diagonal(dim1=1, dim2=2).add_(1.0 - actf)
+    M11.diagonal(dim1=1, dim2=3).copy_(H11.permute(0, 2, 3, 1))
+    M22.diagonal(dim1=1, dim2=3).copy_(H22.permute(0, 2, 3, 1))
+    M12.copy_(H12.permute(0, 1, 3, 2, 4))
+    M21.copy_(H12.permute(0, 2, 4, 1, 3))
+    M.diagonal(dim1=1, dim2=2).add_((~act).to(H.dtype))
     return M
 
 
-def _factor(M):
-    """Jacobi scaling + batched Cholesky with per-item regularized retries.
+def _jacobi(H, act):
+    """Jacobi scaling of A B A^T from the diagonals of H: 1/sqrt(diag) on the
+    active rows (1 where the diagonal is not positive, as the Numba kernel),
+    0 on the inactive ones.  Returns (v1 (W, n1, ny), v2 (W, n2, ny), v (W, nr))."""
+    W, n1, n2, ny, _ = H.shape
+    hd = H.diagonal(dim1=-2, dim2=-1)                                          # (W, n1, n2, ny)
+    d = torch.cat((hd.sum(2).reshape(W, -1), hd.sum(1).reshape(W, -1)), 1)
+    v = torch.where(act, torch.where(d > 0, torch.rsqrt(torch.where(d > 0, d, 1.0)), 1.0), 0.0)
+    return v[:, : n1 * ny].reshape(W, n1, ny), v[:, n1 * ny:].reshape(W, n2, ny), v
 
-    Returns (L, dsc, regularized, hopeless): items that are still not positive
-    definite after 7 retries are flagged ``hopeless``: their solves return
-    zero (no multiplier update, as the Numba kernel's skip-all fallback)."""
-    d = torch.diagonal(M, dim1=1, dim2=2)
-    dsc = torch.where(d > 0, torch.rsqrt(torch.where(d > 0, d, 1.0)), 1.0)
-    S = M * dsc[:, :, None] * dsc[:, None, :]
+
+def _factor(H, act):
+    """Jacobi-scaled M = A B A^T (identity on the inactive rows) and its
+    batched Cholesky factor, with per-item regularized retries (1e-14, then
+    x100, cumulative, up to 7 retries, as the Numba kernel).  Items still not
+    positive definite get L = I (a scaled gradient step, as the Numba
+    kernel).  Returns (L, dsc) with M = D^-1 L L^T D^-1 on the active rows,
+    D = diag(dsc)."""
+    v1, v2, dsc = _jacobi(H, act)
+    S = _assemble(H, v1, v2, act)
     L, info = torch.linalg.cholesky_ex(S)
     bad = info != 0
-    regularized = bad.clone()
     if bool(bad.any()):
         n = S.shape[-1]
         eye = torch.eye(n, dtype=S.dtype, device=S.device)
@@ -216,136 +242,93 @@ def _factor(M):
             idx, Sb = idx[still], Sb[still]
         if bool(bad.any()):
             L[bad] = eye
-    return L, dsc, regularized, bad
+    return L, dsc
 
 
-def _solve(L, dsc, hopeless, rhs):
-    x = torch.cholesky_solve((rhs * dsc)[..., None], L)[..., 0] * dsc
-    return torch.where(hopeless[:, None], 0.0, x)
+def _solve(L, dsc, rhs):
+    """(D^-1 L L^T D^-1) x = rhs for rhs (W, n) or (W, n, R) (two batched
+    triangular solves; x = 0 on the inactive rows, where dsc = 0)."""
+    vec = rhs.dim() == 2
+    r = (rhs[..., None] if vec else rhs) * dsc[:, :, None]
+    y = torch.linalg.solve_triangular(L, r, upper=False)
+    x = torch.linalg.solve_triangular(L.mT, y, upper=True) * dsc[:, :, None]
+    return x[..., 0] if vec else x
 
 
-def _newton_step(q, z, mask, mu, a, b, act, actf):
-    """Newton step of the barrier problem for the batch: M nu = -r - A W^-1 gv,
-    dq = -W^-1 (gv + A^T nu), iteratively refined on the primal residual.
-    Returns (dq, df, dg, amax, gv, qs): new multipliers df = -nu1, dg = -nu2,
-    the largest step keeping q > 0 (capped at 1), the barrier gradient and q
-    with ones off the support."""
-    W, n1, n2, ny = q.shape
-    mu4 = mu[:, None, None, None]
-    s = q.sum(-1)
-    qs = torch.where(mask, q, 1.0)
-    dinv = torch.where(mask, q / (1.0 + z), 0.0)
-    den = torch.where(s > 0, torch.where(mask, q * z / (1.0 + z), 0.0).sum(-1), 0.0)
-    dd = torch.where(den > 0, 1.0 / torch.where(den > 0, den, 1.0), 0.0)
-    gv = torch.where(mask, torch.log(qs / torch.where(s > 0, s, 1.0)[..., None]) - mu4 / qs, 0.0)
-    L, dsc, regd, hopeless = _factor(_assemble(dinv, dd, actf))
-    r = torch.cat(((a - q.sum(2)).reshape(W, -1), (b - q.sum(1)).reshape(W, -1)), 1)
-    rhs = torch.where(act, -r - _A(_winv(dinv, dd, gv)), 0.0)
-    nu = _solve(L, dsc, hopeless, rhs)
-    sweeps = 8 if bool(regd.any()) else 3
-    for sweep in range(sweeps):
-        dq = -_winv(dinv, dd, gv + _AT(nu, n1, n2, ny))
-        if sweep == sweeps - 1:
+def _rows(u1, u2):
+    """Stack (W, n1, ny [, R]) and (W, n2, ny [, R]) into constraint rows (W, nr [, R])."""
+    W = u1.shape[0]
+    tail = u1.shape[3:]
+    return torch.cat((u1.reshape(W, -1, *tail), u2.reshape(W, -1, *tail)), 1)
+
+
+def _direction(L, dsc, act, a, b, pi, coef):
+    """Solve M (df, dg) = (a, b) - A[coef * pi] for coef (W, n1, n2, R) (R
+    right-hand sides); returns df (W, n1, ny, R), dg (W, n2, ny, R), zero on
+    the dropped rows."""
+    W, n1, n2, ny = pi.shape
+    cp = coef[:, :, :, None, :] * pi[..., None]              # (W, n1, n2, ny, R)
+    full = _rows(a[..., None] - cp.sum(2), b[..., None] - cp.sum(1))
+    x = _solve(L, dsc, torch.where(act[..., None], full, 0.0))
+    R = x.shape[-1]
+    return x[:, : n1 * ny].reshape(W, n1, ny, R), x[:, n1 * ny:].reshape(W, n2, ny, R)
+
+
+def _slope(pi, df, dg):
+    """t = sum_y pi (df + dg) per block (0 on empty blocks, where pi = 0)."""
+    return (pi * (df.unsqueeze(-2) + dg.unsqueeze(-3))).sum(-1)
+
+
+def _project(L, dsc, act, a, b, mask, blk, s, c, pi, target, rounds):
+    """A feasible q near q0 = s softmax(f + g), per item: corrections
+    q += s pi (u + (1/c - 1) pi.u), u = A^T y, A B A^T y = (a, b) - A q (the
+    iteration's factor), repeated while the violation exceeds ``target``; a
+    correction that would make a cell non-positive is not applied and ends
+    that item's projection."""
+    W, n1, n2, ny = pi.shape
+    q = torch.where(mask, s[..., None] * pi, 0.0)
+    run = torch.ones(W, dtype=torch.bool, device=q.device)
+    for _ in range(rounds):
+        full = _rows(a - q.sum(2), b - q.sum(1))
+        rhs = torch.where(act, full, 0.0)
+        run = run & (rhs.abs().amax(1) > target)
+        if not bool(run.any()):
             break
-        rc = torch.where(act, _A(dq) - r, 0.0)
-        nu = nu + _solve(L, dsc, hopeless, rc)
-    df = -nu[:, : n1 * ny].reshape(W, n1, ny)
-    dg = -nu[:, n1 * ny:].reshape(W, n2, ny)
-    neg = mask & (dq < 0)
-    lim = torch.where(neg, -q / torch.where(neg, dq, -1.0), math.inf)
-    amax = lim.flatten(1).amin(1).clamp(max=1.0)
-    return dq, df, dg, amax, gv, qs
-
-
-def _dual_fit(q, mp, act, actf, f, g):
-    """Least-change dual update: the smallest (df, dg) on the active rows with
-    f + df + g + dg = log(q/s) on the cells ``mp`` (exact stationarity of the
-    reduced problem), starting from the interior-point multipliers, which lie
-    near the centre of the optimal dual face."""
-    W, n1, n2, ny = q.shape
-    s = torch.where(mp, q, 0.0).sum(-1, keepdim=True)
-    cell = mp & (s > 0)
-    res = torch.where(cell, torch.log(torch.where(cell, q, 1.0) / torch.where(s > 0, s, 1.0))
-                      - f[:, :, None, :] - g[:, None, :, :], 0.0)
-    one = cell.to(q.dtype)
-    N = _assemble(one, torch.zeros_like(s[..., 0]), actf, on=cell.any(-1))
-    N = N + 1e-12 * torch.diag_embed(actf)
-    L, dsc, _, hopeless = _factor(N)
-    d = _solve(L, dsc, hopeless, torch.where(act, _A(res), 0.0))
-    return f + d[:, : n1 * ny].reshape(W, n1, ny), g + d[:, n1 * ny:].reshape(W, n2, ny)
-
-
-def _polish(q, z, mask, a, b, act, actf, f, g, gap_tol, feas_tol, rule, budget):
-    """Crossover, batched: drop the (x1, x2) blocks guessed empty at the
-    optimum (``rule`` 0: keep a block if some cell has q >= z, strict
-    complementarity; rule 1: keep it if its mass is at least 1e-3 of the
-    largest block of its x1 row, for degenerate optima), take Newton steps on
-    the reduced smooth problem (Hessian regularized by 1e-7 in place of z),
-    fit the dual to its exact stationarity and certify against ALL blocks.  ``budget`` (per item)
-    caps the steps.  Returns (q, f, g, iterations, gap, violation, success)."""
-    W, n1, n2, ny = q.shape
-    dt, dev = q.dtype, q.device
-    blk = mask.any(-1)
-    sij = torch.where(mask, q, 0.0).sum(-1)
-    if rule == 0:
-        keep = (mask & (q >= z)).any(-1)
-    else:
-        keep = sij >= 1e-3 * sij.amax(2, keepdim=True)
-    mp = mask & (keep | ~blk)[..., None]
-    qp = torch.where(mp, q, 0.0)
-    actp = act & torch.cat((mp.any(2).reshape(W, -1), mp.any(1).reshape(W, -1)), 1)
-    actpf = actp.to(dt)
-    zreg = torch.full_like(q, 1e-7)
-    zero = torch.zeros(W, dtype=dt, device=dev)
-    running = budget > 0
-    success = torch.zeros(W, dtype=torch.bool, device=dev)
-    its = budget.clone()
-    q_out, f_out, g_out = qp.clone(), f.clone(), g.clone()
-    gap_out = torch.full((W,), math.inf, dtype=dt, device=dev)
-    viol_out = torch.full((W,), math.inf, dtype=dt, device=dev)
-    for it in range(1, int(budget.max()) + 1):
-        running = running & (budget >= it)
-        if not bool(running.any()):
-            break
-        dq, _, _, amax, _, _ = _newton_step(qp, zreg, mp, zero, a, b, actp, actpf)
-        alpha = torch.clamp(0.995 * amax, max=1.0)
-        qp = torch.where(running[:, None, None, None] & mp, qp + alpha[:, None, None, None] * dq, qp)
-        qr, viol = _restore(qp, a, b, 0.1 * feas_tol, 50)
-        fw, gw = _dual_fit(qr, mp, act, actf, f, g)
-        F0, Dv = _certificate(qr, mask, a, b, fw, gw)
-        gap = F0 - Dv
-        tried = running & (viol <= feas_tol)
-        upd = running
-        q_out = torch.where(upd[:, None, None, None], torch.where(tried[:, None, None, None], qr, qp), q_out)
-        f_out = torch.where(tried[:, None, None], fw, f_out)
-        g_out = torch.where(tried[:, None, None], gw, g_out)
-        gap_out = torch.where(tried, gap, gap_out)
-        viol_out = torch.where(upd, viol, viol_out)
-        win = tried & (gap <= gap_tol)
-        its = torch.where(win, it, its)
-        success |= win
-        running = running & ~win & ~(tried & (alpha < 1e-3))
-    return q_out, f_out, g_out, its, gap_out, viol_out, success
+        idx = run.nonzero().squeeze(1)
+        y = _solve(L[idx], dsc[idx], rhs[idx])
+        y1 = y[:, : n1 * ny].reshape(-1, n1, ny)
+        y2 = y[:, n1 * ny:].reshape(-1, n2, ny)
+        u = y1[:, :, None, :] + y2[:, None, :, :]
+        pii, mi = pi[idx], mask[idx]
+        beta = (1.0 / c[idx] - 1.0) * (pii * u).sum(-1)
+        d = torch.where(mi, s[idx][..., None] * pii * (u + beta[..., None]), 0.0)
+        qi = q[idx]
+        qn = qi + d
+        ok = (~mi | (qn > 0)).flatten(1).all(1)
+        q[idx] = torch.where(ok[:, None, None, None] & mi, qn, qi)
+        run[idx] = ok
+    return q
 
 
 def _setup(p):
-    """Marginals, support mask, starting point q0 = a b / p(y) and active rows."""
+    """Marginals, support mask, supported blocks and active constraint rows."""
     B, n1, n2, ny = p.shape
     a = p.sum(2)
     b = p.sum(1)
     py = a.sum(1)
     inv = torch.where(py > 0, 1.0 / torch.where(py > 0, py, 1.0), 0.0)
     q0 = a[:, :, None, :] * b[:, None, :, :] * inv[:, None, None, :]
+    # mass below float64 resolution stays out
     mask = (a > 0)[:, :, None, :] & (b > 0)[:, None, :, :] & (q0 > 0)
-    q = torch.where(mask, q0, 0.0)
+    q0 = torch.where(mask, q0, 0.0)
     has1 = mask.any(2)                                      # (B, n1, ny)
     has2 = mask.any(1)                                      # (B, n2, ny)
-    # drop one redundant (x2, y) row per label: the supported row of largest b
+    # drop one redundant (x2, y) row per label (the gauge): the supported row of largest b
     jbest = torch.where(has2, b, -1.0).argmax(1)            # (B, ny), first maximum
     drop = torch.nn.functional.one_hot(jbest, n2).transpose(1, 2).bool() & has2.any(1)[:, None, :]
     has2 = has2 & ~drop
     act = torch.cat((has1.reshape(B, -1), has2.reshape(B, -1)), 1)
-    return a, b, mask, q, act
+    return a, b, py, mask, q0, act
 
 
 # --------------------------------------------------------------------------- driver
@@ -357,7 +340,7 @@ def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None):
     (q, f, g, iterations, gap_nats, violation, status) with the Numba kernel's
     status codes (0 converged, 1 max_iter, 2 stalled, 3 numerical failure).
     ``chunk``: distributions solved together (default: on CUDA, what fits in
-    a sixth of the free device memory at about 4 (n1+n2)^2 ny^2 + 2 n1 n2 ny^2
+    a sixth of the free device memory at about 4 (n1+n2)^2 ny^2 + 3 n1 n2 ny^2
     + 40 n1 n2 ny float64 numbers per distribution; on the CPU 2**24 numbers,
     which keeps the working set cache-friendly).
     """
@@ -365,7 +348,7 @@ def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None):
     B, n1, n2, ny = p.shape
     nr = (n1 + n2) * ny
     if chunk is None:
-        per_item = 4 * nr * nr + 2 * n1 * n2 * ny * ny + 40 * n1 * n2 * ny
+        per_item = 4 * nr * nr + 3 * n1 * n2 * ny * ny + 40 * n1 * n2 * ny
         budget = 1 << 24
         if p.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(p.device)
@@ -379,11 +362,53 @@ def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None):
     return tuple(torch.cat([o[k] for o in outs]) for k in range(7))
 
 
+def _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta):
+    """Vectorized Armijo backtracking on the weighted barrier merit.  Returns
+    (found, alpha, f, g, c, pi) with the accepted trial's values (the old ones
+    where no trial was accepted)."""
+    W, n1, n2, ny = mask.shape
+    dev, dt = f.device, f.dtype
+    phi = _barrier(a, b, f, g, c, w, blk, smu)
+    thr = ARMIJO * slope.clamp(max=0.0)
+    floor = (1.0 - eta)[:, None, None] * c
+    found = torch.zeros(W, dtype=torch.bool, device=dev)
+    alpha = torch.zeros(W, dtype=dt, device=dev)
+    fo, go, co, pio = f.clone(), g.clone(), c.clone(), pi.clone()
+    for k0, k1 in _LS_GROUPS:
+        pending = (~found).nonzero().squeeze(1)
+        if pending.numel() == 0:
+            break
+        pw = torch.pow(torch.tensor(BACKTRACK, dtype=dt, device=dev), torch.arange(k0, k1, dtype=dt, device=dev))
+        step = max(1, _LS_ELEMENTS // ((k1 - k0) * n1 * n2 * ny))  # bound the trial tensors
+        for s0 in range(0, pending.numel(), step):
+            idx = pending[s0:s0 + step]
+            al = ax[idx, None] * pw                                           # (Wi, K)
+            fn = f[idx, None] + al[..., None, None] * df[idx, None]
+            gn = g[idx, None] + al[..., None, None] * dg[idx, None]
+            mi, bi = mask[idx, None], blk[idx, None]
+            cn, pin = _slacks(mi, bi, fn, gn)
+            interior = (~bi | (cn > floor[idx, None])).flatten(-2).all(-1)
+            phin = _barrier(a[idx, None], b[idx, None], fn, gn, cn, w[idx, None], bi, smu[idx, None])
+            ph = phi[idx, None]
+            okk = interior & (phin <= ph + thr[idx, None] * al + 1e-13 * ph.abs())
+            anyok = okk.any(1)
+            if not bool(anyok.any()):
+                continue
+            kf = okk.to(torch.int8).argmax(1)
+            rows = anyok.nonzero().squeeze(1)
+            sel = idx[rows]
+            kk = kf[rows]
+            alpha[sel] = al[rows, kk]
+            fo[sel], go[sel], co[sel], pio[sel] = fn[rows, kk], gn[rows, kk], cn[rows, kk], pin[rows, kk]
+            found[sel] = True
+    return found, alpha, fo, go, co, pio
+
+
 def _solve_chunk(p, gap_tol, feas_tol, max_iter):
     B, n1, n2, ny = p.shape
     dev, dt = p.device, p.dtype
-    a, b, mask, q, act = _setup(p)
-    m = mask.sum((1, 2, 3)).to(dt)
+    a, b, py, mask, q0, act = _setup(p)
+    blk = mask.any(-1)
 
     # outputs (filled as items finish)
     q_out = torch.zeros_like(p)
@@ -391,166 +416,186 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
     g_out = torch.zeros(B, n2, ny, dtype=dt, device=dev)
     it_out = torch.zeros(B, dtype=torch.int64, device=dev)
     gap_out = torch.full((B,), math.inf, dtype=dt, device=dev)
-    viol_out = _violation(q, a, b)
+    viol_out = _violation(q_out, a, b)
     st_out = torch.full((B,), 3, dtype=torch.int64, device=dev)
 
     # working set: items with a nonempty support
-    orig = (m > 0).nonzero().squeeze(1)
+    orig = blk.flatten(1).any(1).nonzero().squeeze(1)
     if orig.numel() == 0:
         return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out
-    a, b, mask, q, act, m = a[orig], b[orig], mask[orig], q[orig], act[orig], m[orig]
-    mu = 0.1 / m
-    z = torch.where(mask, mu[:, None, None, None] / torch.where(mask, q, 1.0), 0.0)
+    pw_, a, b, py, mask, q0, act, blk = (t[orig] for t in (p, a, b, py, mask, q0, act, blk))
     W = orig.numel()
-    f = torch.zeros(W, n1, ny, dtype=dt, device=dev)
-    g = torch.zeros(W, n2, ny, dtype=dt, device=dev)
+    # centred start: f = log a - 1, g = log(b / p(y)) strictly dual feasible,
+    # s = block masses of q0 = a b / p(y); weights w = s c (normalized)
+    f = torch.where(a > 0, torch.log(torch.where(a > 0, a, 1.0)) - 1.0, 0.0)
+    pyd = torch.where(py > 0, py, 1.0)[:, None, :]
+    g = torch.where(b > 0, torch.log(torch.where(b > 0, b, 1.0) / pyd), 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    s = q0.sum(-1)
+    w = torch.where(blk, s * c, 0.0)
+    w = w / w.sum((1, 2), keepdim=True)
+    q = torch.zeros_like(q0)
+
     it = torch.zeros(W, dtype=torch.int64, device=dev)
     stall = torch.zeros(W, dtype=torch.int64, device=dev)
+    prev_alpha = torch.ones(W, dtype=dt, device=dev)
+    best_mu = torch.full((W,), math.inf, dtype=dt, device=dev)
     best_gap = torch.full((W,), math.inf, dtype=dt, device=dev)
     best_viol = torch.full((W,), math.inf, dtype=dt, device=dev)
-    qbest, fbest, gbest = q.clone(), f.clone(), g.clone()
     gap = torch.full((W,), math.inf, dtype=dt, device=dev)
-    viol = torch.zeros(W, dtype=dt, device=dev)
-    actf = act.to(dt)
-    tried = torch.zeros(W, dtype=torch.bool, device=dev)
-    npol = torch.zeros(W, dtype=torch.int64, device=dev)
+    viol = _violation(q, a, b)
+    failed = torch.zeros(W, dtype=torch.bool, device=dev)
+    qbest, fbest, gbest = q.clone(), f.clone(), g.clone()
 
     while True:
-        it += 1
-        mu4 = mu[:, None, None, None]
-        dq, df, dg, amax, gv, qs = _newton_step(q, z, mask, mu, a, b, act, actf)
+        mu = torch.where(blk, s * c, 0.0).sum((1, 2))
+        L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
 
-        # vectorized backtracking on the barrier merit
-        slope = (gv * dq).sum((1, 2, 3))
-        tau = torch.clamp(1.0 - mu, min=0.99)
-        alpha0 = torch.clamp(tau * amax, max=1.0)
-        phi = _barrier(q, mask, mu)
-        thr = 1e-4 * slope.clamp(max=0.0)
-        alpha = torch.zeros_like(alpha0)
-        found = torch.zeros(W, dtype=torch.bool, device=dev)
-        for k0, k1 in _LS_GROUPS:
-            pending = (~found).nonzero().squeeze(1)
-            if pending.numel() == 0:
-                break
-            pw = torch.pow(0.5, torch.arange(k0, k1, dtype=dt, device=dev))
-            step = max(1, _LS_ELEMENTS // ((k1 - k0) * n1 * n2 * ny))  # bound the trial tensor
-            for s0 in range(0, pending.numel(), step):
-                idx = pending[s0:s0 + step]
-                al = alpha0[idx, None] * pw                                       # (Wi, K)
-                qn = q[idx, None] + al[..., None, None, None] * dq[idx, None]
-                phin = _barrier(qn, mask[idx, None], mu[idx, None].expand_as(al))
-                ph = phi[idx, None]
-                okk = (phin <= ph + thr[idx, None] * al) | ((phin - ph).abs() <= 1e-14 * (1.0 + ph.abs()))
-                anyok = okk.any(1)
-                kf = okk.to(torch.int8).argmax(1)
-                sel = idx[anyok]
-                alpha[sel] = al[anyok, kf[anyok]]
-                found[sel] = True
-        qn = torch.where(mask, q + alpha[:, None, None, None] * dq, 0.0)
-
-        # dual step on z, clipped to IPOPT's band
-        tau4 = tau[:, None, None, None]
-        d = torch.where(mask, (mu4 - q * z - z * dq) / qs, 0.0)
-        negz = mask & (d < 0)
-        limz = torch.where(negz, -tau4 * z / torch.where(negz, d, -1.0), math.inf)
-        amax_z = limz.flatten(1).amin(1).clamp(max=1.0)
-        qns = torch.where(mask, qn, 1.0)
-        zz = torch.minimum(torch.maximum(z + amax_z[:, None, None, None] * d, mu4 / (ZBAND * qns)),
-                           ZBAND * mu4 / qns)
-        zz = torch.where(mask, zz, 0.0)
-        err = torch.where(mask, (qn * zz - mu4).abs(), 0.0).flatten(1).amax(1)
-        # items whose line search failed keep their state (they stop as stalled)
-        keep = found[:, None, None, None]
-        q = torch.where(keep, qn, q)
-        z = torch.where(keep, zz, z)
-        f = torch.where(found[:, None, None], df, f)
-        g = torch.where(found[:, None, None], dg, g)
-
-        # restore + certificate
-        qr, viol_new = _restore(q, a, b, 0.1 * feas_tol, 50)
-        F0, Dv = _certificate(qr, mask, a, b, f, g)
-        gap_new = F0 - Dv
-        viol = torch.where(found, viol_new, viol)
-        gap = torch.where(found, gap_new, gap)
-        feas = viol <= feas_tol
-        stall = torch.where(found & feas & (gap < 0.99 * best_gap), 0, stall + 1)
-        better = found & feas & (gap < best_gap)
-        if bool(better.any()):
-            best_gap = torch.where(better, gap, best_gap)
-            best_viol = torch.where(better, viol, best_viol)
-            qbest = torch.where(better[:, None, None, None], qr, qbest)
-            fbest = torch.where(better[:, None, None], f, fbest)
-            gbest = torch.where(better[:, None, None], g, gbest)
-
+        # certification: once mu (the gap of the current pair when q is
+        # feasible) is near the tolerance, or when the item is about to stop
         status = torch.full((W,), -1, dtype=torch.int64, device=dev)
-        conv = found & (gap <= gap_tol) & feas
-        status = torch.where(~found, 2, status)
-        status = torch.where(found & ~torch.isfinite(gap), 3, status)
-        status = torch.where((status < 0) & conv, 0, status)
-        status = torch.where((status < 0) & (stall >= 15), 2, status)
+        cert = (mu <= CERTIFY * gap_tol) | (it >= max_iter) | (stall >= STALL - 1) | failed
+        if bool(cert.any()):
+            ci = cert.nonzero().squeeze(1)
+            qc = _project(L[ci], dsc[ci], act[ci], a[ci], b[ci], mask[ci], blk[ci], s[ci], c[ci], pi[ci],
+                          0.1 * feas_tol, PROJECT_ROUNDS)
+            qc, vc = _restore(qc, a[ci], b[ci], 0.1 * feas_tol, RESTORE_SWEEPS)
+            F0, Dv = _certificate(qc, mask[ci], a[ci], b[ci], f[ci], g[ci])
+            gc = F0 - Dv
+            q[ci], gap[ci], viol[ci] = qc, gc, vc
+            fin = torch.isfinite(gc)
+            bg = best_gap[ci]
+            better = fin & (vc <= feas_tol) & (gc < bg)
+            stall[ci] = torch.where(better & (gc < 0.99 * bg), 0, stall[ci] + 1)
+            if bool(better.any()):
+                bi = ci[better]
+                best_gap[bi], best_viol[bi] = gc[better], vc[better]
+                qbest[bi], fbest[bi], gbest[bi] = qc[better], f[bi], g[bi]
+            stc = torch.full_like(ci, -1)
+            stc = torch.where(~fin, 3, stc)
+            stc = torch.where((stc < 0) & (gc <= gap_tol) & (vc <= feas_tol), 0, stc)
+            stc = torch.where((stc < 0) & ((stall[ci] >= STALL) | failed[ci]), 2, stc)
+            status[ci] = stc
+        # progress is measured on mu until certificates are computed
+        nc = ~cert
+        stall = torch.where(nc, torch.where(mu < 0.99 * best_mu, 0, stall + 1), stall)
+        best_mu = torch.where(nc, torch.minimum(best_mu, mu), best_mu)
         status = torch.where((status < 0) & (it >= max_iter), 1, status)
-        q = torch.where((status == 0)[:, None, None, None], qr, q)
 
-        # subproblem solved well enough: shrink mu superlinearly
-        shrink = (status < 0) & (-slope <= mu * m) & (err <= 10.0 * mu)
-        mu = torch.where(shrink, torch.maximum(torch.minimum(0.2 * mu, mu ** 1.5), 1e-12 / m), mu)
-        # crossover at each new mu once mu < 1e-6/m (at most 3 times per item)
-        tried = tried & ~shrink
-        cand = (status < 0) & (mu < 1e-6 / m) & ~tried & (npol < 3)
-        if bool(cand.any()):
-            tried = tried | cand
-            npol = npol + cand.to(npol.dtype)
-            ci = cand.nonzero().squeeze(1)
-            pending = torch.ones(ci.numel(), dtype=torch.bool, device=dev)
-            for rule in (0, 1):
-                budget = torch.clamp(max_iter - it[ci], max=4)
-                sub = pending & (budget > 0)
-                if not bool(sub.any()):
-                    break
-                ii = ci[sub]
-                qp, fp, gp, pit, pgap, pviol, okp = _polish(
-                    q[ii], z[ii], mask[ii], a[ii], b[ii], act[ii], actf[ii], f[ii], g[ii],
-                    gap_tol, feas_tol, rule, budget[sub])
-                it[ii] += pit
-                wi = ii[okp]
-                q[wi], f[wi], g[wi], gap[wi], viol[wi] = qp[okp], fp[okp], gp[okp], pgap[okp], pviol[okp]
-                status[wi] = 0
-                pending[sub.nonzero().squeeze(1)[okp]] = False
-            status = torch.where((status < 0) & (it >= max_iter), 1, status)
-
-        fin = status >= 0
-        if bool(fin.any()):
-            fi = fin.nonzero().squeeze(1)
-            st = status[fi]
-            q_f, f_f, g_f, gap_f, viol_f = q[fi], f[fi], g[fi], gap[fi], viol[fi]
-            # not certified: hand back the best certified iterate seen
-            usebest = (st != 0) & torch.isfinite(best_gap[fi])
-            ub4 = usebest[:, None, None, None]
-            q_f = torch.where(ub4, qbest[fi], q_f)
-            f_f = torch.where(usebest[:, None, None], fbest[fi], f_f)
-            g_f = torch.where(usebest[:, None, None], gbest[fi], g_f)
-            gap_f = torch.where(usebest, best_gap[fi], gap_f)
-            viol_f = torch.where(usebest, best_viol[fi], viol_f)
-            # certified: squeeze the last round-off out of the marginals and re-certify
-            c = st == 0
-            if bool(c.any()):
-                ci = c.nonzero().squeeze(1)
-                ai, bi, mi = a[fi][ci], b[fi][ci], mask[fi][ci]
-                qc, vc = _restore(q_f[ci], ai, bi, 1e-16, 200)
-                F0c, Dc = _certificate(qc, mi, ai, bi, f_f[ci], g_f[ci])
-                gc = F0c - Dc
-                q_f[ci], viol_f[ci], gap_f[ci] = qc, vc, gc
-                st[ci] = torch.where((gc <= gap_tol) & (vc <= feas_tol), 0, 2)
-            o = orig[fi]
-            q_out[o], f_out[o], g_out[o] = q_f, f_f, g_f
-            it_out[o], gap_out[o], viol_out[o], st_out[o] = it[fi], gap_f, viol_f, st
-            rest = (~fin).nonzero().squeeze(1)
+        done = status >= 0
+        if bool(done.any()):
+            fi = done.nonzero().squeeze(1)
+            _finish(fi, orig, status, pw_, a, b, mask, q, f, g, it, gap, viol, best_gap, best_viol,
+                    qbest, fbest, gbest, gap_tol, feas_tol, (q_out, f_out, g_out, it_out, gap_out, viol_out, st_out))
+            rest = (~done).nonzero().squeeze(1)
             if rest.numel() == 0:
                 break
             orig = orig[rest]
-            (a, b, mask, q, act, actf, m, mu, z, f, g, it, stall, best_gap, best_viol,
-             qbest, fbest, gbest, gap, viol, tried, npol) = (
-                t[rest] for t in (a, b, mask, q, act, actf, m, mu, z, f, g, it, stall, best_gap,
-                                  best_viol, qbest, fbest, gbest, gap, viol, tried, npol))
+            (pw_, a, b, py, mask, act, blk, f, g, c, pi, s, w, q, it, stall, prev_alpha, best_mu,
+             best_gap, best_viol, gap, viol, failed, qbest, fbest, gbest, mu, L, dsc) = (
+                t[rest] for t in (pw_, a, b, py, mask, act, blk, f, g, c, pi, s, w, q, it, stall,
+                                  prev_alpha, best_mu, best_gap, best_viol, gap, viol, failed, qbest,
+                                  fbest, gbest, mu, L, dsc))
             W = orig.numel()
+        it = it + 1
+
+        # predictor (sigma = 0): M d = (a, b)
+        zero = torch.zeros(W, n1, n2, 1, dtype=dt, device=dev)
+        dfa, dga = _direction(L, dsc, act, a, b, pi, zero)
+        t = _slope(pi, dfa[..., 0], dga[..., 0])
+        dsa = torch.where(blk, s * (t / c - 1.0), 0.0)
+        tp = blk & (t > 0)
+        ax = torch.where(tp, c / torch.where(tp, t, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+        dn = blk & (dsa < 0)
+        asl = torch.where(dn, -s / torch.where(dn, dsa, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+        mu_aff = torch.where(blk, (s + asl[:, None, None] * dsa) * (c - ax[:, None, None] * t), 0.0)
+        mu_aff = mu_aff.sum((1, 2)).clamp(min=0.0)
+        # centering from the predictor, floored (more after a damped step);
+        # after a very short step a pure centering step
+        floor_ = torch.where(prev_alpha >= 0.99, torch.full_like(mu, SIGMA_MIN), torch.full_like(mu, SIGMA_DAMPED))
+        sigma = torch.minimum(torch.maximum(mu_aff / mu, floor_), torch.full_like(mu, 0.9))
+        jam = prev_alpha < JAM
+        sigma = torch.where(jam, 1.0, sigma)
+        corr = (~jam).to(dt)
+        smu = sigma * mu
+        smw = smu[:, None, None] * w
+
+        # corrector with the second-order term, and the plain barrier-Newton
+        # step (a descent direction of the merit) as a second right-hand side
+        tgt0 = smw + corr[:, None, None] * dsa * t
+        tgt = torch.stack((tgt0, smw), -1)                              # (W, n1, n2, 2)
+        coef = torch.where(blk[..., None], tgt / c[..., None], 0.0)
+        df2, dg2 = _direction(L, dsc, act, a, b, pi, coef)
+        tc2 = (pi[..., None] * (df2[:, :, None] + dg2[:, None, :])).sum(-2)  # (W, n1, n2, 2)
+        slope2 = (-(a[..., None] * df2).sum((1, 2)) - (b[..., None] * dg2).sum((1, 2))
+                  + torch.where(blk[..., None], smw[..., None] * tc2 / c[..., None], 0.0).sum((1, 2)))
+        use0 = (slope2[:, 0] < 0.0) | (corr == 0.0)
+        k = torch.where(use0, 0, 1)
+        df = torch.where(use0[:, None, None], df2[..., 0], df2[..., 1])
+        dg = torch.where(use0[:, None, None], dg2[..., 0], dg2[..., 1])
+        tc = torch.where(use0[:, None, None], tc2[..., 0], tc2[..., 1])
+        target = torch.where(use0[:, None, None], tgt[..., 0], tgt[..., 1])
+        slope = slope2.gather(1, k[:, None])[:, 0]
+
+        eta = torch.clamp(1.0 - mu, min=0.95)
+        e3 = eta[:, None, None]
+        ds = torch.where(blk, (target - s * c + s * tc) / c, 0.0)
+        tp = blk & (tc > 0)
+        ax = torch.where(tp, e3 * c / torch.where(tp, tc, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+        dn = blk & (ds < 0)
+        asl = torch.where(dn, -e3 * s / torch.where(dn, ds, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+        # cap the change of every dual variable (a Newton step on
+        # exponentials overshoots where a softmax weight is tiny)
+        big = torch.maximum(df.abs().flatten(1).amax(1), dg.abs().flatten(1).amax(1))
+        ax = torch.where(ax * big > MAXSTEP, MAXSTEP / torch.where(big > 0, big, 1.0), ax)
+
+        found, alpha, fn, gn, cn, pin = _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta)
+        # items whose line search failed keep their state: certified next, then stop
+        failed = failed | ~found
+        prev_alpha = torch.where(found, alpha, prev_alpha)
+        f, g, c, pi = fn, gn, cn, pin
+        sn = s + asl[:, None, None] * ds
+        lo = smw / (SBAND * c)
+        hi = SBAND * smw / c
+        sn = torch.where(blk, torch.minimum(torch.maximum(sn, lo), hi), 0.0)
+        s = torch.where(found[:, None, None], sn, s)
     return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out
+
+
+def _finish(fi, orig, status, p, a, b, mask, q, f, g, it, gap, viol, best_gap, best_viol,
+            qbest, fbest, gbest, gap_tol, feas_tol, outs):
+    """Final answers of the items ``fi`` (working-set indices) into ``outs``."""
+    q_out, f_out, g_out, it_out, gap_out, viol_out, st_out = outs
+    st = status[fi].clone()
+    pf, af, bf, mf = p[fi], a[fi], b[fi], mask[fi]
+    q_f, f_f, g_f = q[fi].clone(), f[fi].clone(), g[fi].clone()
+    gap_f, viol_f = gap[fi].clone(), viol[fi].clone()
+    # certified: squeeze the last round-off out of the marginals, keep p if
+    # better, and re-certify (else fall back to the best iterate below)
+    c0 = st == 0
+    if bool(c0.any()):
+        ci = c0.nonzero().squeeze(1)
+        qc, _ = _restore(q_f[ci], af[ci], bf[ci], 1e-16, 200)
+        qc = _keep_better(pf[ci], qc, mf[ci])
+        vc = _violation(qc, af[ci], bf[ci])
+        F0, Dv = _certificate(qc, mf[ci], af[ci], bf[ci], f_f[ci], g_f[ci])
+        gc = F0 - Dv
+        ok = (gc <= gap_tol) & (vc <= feas_tol)
+        q_f[ci] = torch.where(ok[:, None, None, None], qc, q_f[ci])
+        gap_f[ci] = torch.where(ok, gc, gap_f[ci])
+        viol_f[ci] = torch.where(ok, vc, viol_f[ci])
+        st[ci] = torch.where(ok, 0, 2)
+    # not certified: hand back the best certified iterate seen
+    bgf = best_gap[fi]
+    ub = (st != 0) & torch.isfinite(bgf)
+    if bool(ub.any()):
+        ui = ub.nonzero().squeeze(1)
+        w = fi[ui]
+        qb = _keep_better(pf[ui], qbest[w], mf[ui])
+        F0, Dv = _certificate(qb, mf[ui], af[ui], bf[ui], fbest[w], gbest[w])
+        q_f[ui], f_f[ui], g_f[ui] = qb, fbest[w], gbest[w]
+        gap_f[ui] = torch.minimum(bgf[ui], F0 - Dv)
+        viol_f[ui] = torch.maximum(best_viol[w], _violation(qb, af[ui], bf[ui]))
+    o = orig[fi]
+    q_out[o], f_out[o], g_out[o] = q_f, f_f, g_f
+    it_out[o], gap_out[o], viol_out[o], st_out[o] = it[fi], gap_f, viol_f, st

@@ -9,7 +9,7 @@ input).  Each solver takes the validated, normalized batch ``p`` (B, n1, n2, ny)
     Option ``engine``: ``"numba"`` solves with the certified NumPy/Numba
     interior-point kernel on the CPU in float64 (a detach / copy round trip;
     results are moved back to the input's device and dtype); ``"torch"`` with
-    a batched torch primal-dual barrier interior point
+    a batched torch port of the same dual interior point
     (:mod:`fastpid.kernels.broja_ipm_torch`) on the input's device, in float64,
     re-solving with Numba whatever it does not certify; ``"auto"`` (default)
     picks torch for CUDA tensors and Numba for CPU tensors (faster there).
@@ -209,7 +209,7 @@ def solve_exact(p, engine="auto", **options) -> Solution:
 
     ``engine="numba"``: the certified NumPy/Numba solver on a float64 CPU copy
     of ``p``, results moved back to ``p``'s device and dtype.
-    ``engine="torch"``: the batched torch primal-dual barrier interior point
+    ``engine="torch"``: the batched torch port of the dual interior point
     (:mod:`fastpid.kernels.broja_ipm_torch`) on ``p``'s device, in float64;
     the distributions it does not certify within ``max_iter`` are re-solved
     by the Numba kernel on the CPU (``info["numba_fallback"]``).
@@ -248,8 +248,8 @@ def _solve_exact_torch(p, **options) -> Solution:
     idx = (~converged).nonzero().squeeze(1)
     n_fb = int(idx.numel())
     if n_fb:
-        # never hand back an uncertified torch answer: the Numba kernel (with
-        # its crossover) re-solves those distributions on the CPU
+        # never hand back an uncertified torch answer: the Numba kernel
+        # re-solves those distributions on the CPU
         sol = _np_exact.solve(_host64(pd[idx]), **options)
         dev = p.device
         as64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64, device=dev)  # noqa: E731
