@@ -18,6 +18,13 @@ clipping would bias them upward again.
     undersampling, N well below n1*n2*ny): the bootstrap cannot see them.
     Needs ``n_boot > 0`` and reuses the bootstrap replicates.
 
+At a non-differentiable point of the PID (e.g. U1 = U2 = 0 with I1 = I2,
+noisy RDN) the atoms' bias is of order N^-1/2, as large as their standard
+error, and no correction here removes it (none can without inflating the
+variance as much: Hirano & Porter 2012); the bootstrap removes about a
+third of it.  The intervals account for the resulting variability of the
+correction (``n_boot_inner``); see docs/estimate.md.
+
 ``"shuffle"``:  b = mean atoms of Y-permuted histograms.
     The bias the estimator shows when Y is independent of (X1, X2) with the
     same marginals -- exactly the bias to remove for uninformative data, and

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["flat_cells", "bootstrap_histograms", "permutation_histograms", "split_histograms"]
+__all__ = [
+    "flat_cells", "bootstrap_histograms", "inner_bootstrap_histograms", "permutation_histograms", "split_histograms",
+]
 
 
 def flat_cells(codes, shape):
@@ -35,6 +37,20 @@ def bootstrap_histograms(counts, n_boot, rng):
     n = int(round(flat.sum()))
     draws = rng.multinomial(n, flat / flat.sum(), size=n_boot)
     return draws.reshape((n_boot,) + counts.shape).astype(np.float64)
+
+
+def inner_bootstrap_histograms(boot, n_inner, rng):
+    """Second-level bootstrap: ``n_inner`` resamples of each histogram of the
+    stack ``boot`` (k, n1, n2, ny), drawn from its own cell frequencies.
+
+    Returns ``(k * n_inner, n1, n2, ny)``; rows ``j * n_inner ... (j + 1) * n_inner - 1``
+    are the resamples of ``boot[j]``.
+    """
+    k = boot.shape[0]
+    flat = boot.reshape(k, -1)
+    n = int(round(flat[0].sum())) if k else 0
+    pvals = np.repeat(flat / np.maximum(flat.sum(axis=1, keepdims=True), 1.0), n_inner, axis=0)
+    return rng.multinomial(n, pvals).reshape((k * n_inner,) + boot.shape[1:]).astype(np.float64)
 
 
 def permutation_histograms(codes, shape, n_perm, rng):

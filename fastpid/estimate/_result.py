@@ -36,7 +36,8 @@ class PIDEstimate:
         Plug-in values and the estimated bias (``None`` without correction).
     intervals : dict or None
         name -> (low, high) bootstrap percentile interval at ``confidence``
-        (recentred on the corrected estimate when a correction is used);
+        (with a correction: centred on the corrected estimate, spread of the
+        bootstrap-corrected estimator, see ``n_boot_inner``);
         ``None`` when ``n_boot == 0``.
     pvalues : dict or None
         name -> permutation p-value of "the plug-in value is above chance"
@@ -46,7 +47,8 @@ class PIDEstimate:
     discretizer : fastpid.discretize.JointDiscretizer
         The fitted bins; ``discretizer.histogram(x1, x2, y)`` applies them to new data.
     replicates : dict
-        Replicate values: block ("boot", "perm", "half", "quarter") -> name -> array.
+        Replicate values: block ("boot", "boot_inner", "perm", "half", "quarter")
+        -> name -> array ("boot_inner": ``n_boot_inner`` per bootstrap replicate, in order).
     """
 
     result: PIDResult

@@ -34,6 +34,7 @@ def sensitivity(
     bias_correction: str | None = None,
     confidence: float = 0.95,
     n_split: int = 10,
+    n_boot_inner: int = 1,
     **solver_options,
 ) -> SensitivityReport:
     """PID from samples for every combination of ``bins`` x ``pca_dims``.
@@ -49,8 +50,9 @@ def sensitivity(
     """
     seed = check_seed(seed)
     confidence = check_confidence(confidence)
-    n_boot, n_perm, n_split = check_counts(
-        n_boot=n_boot, n_perm=n_perm, n_split=n_split, bias_correction=bias_correction
+    n_boot, n_perm, n_split, n_boot_inner = check_counts(
+        n_boot=n_boot, n_perm=n_perm, n_split=n_split, bias_correction=bias_correction,
+        n_boot_inner=n_boot_inner,
     )
     bins_list = _as_list(bins, "bins")
     pca_list = _as_list(pca_dims, "pca_dims")
@@ -67,7 +69,7 @@ def sensitivity(
         counts = np.bincount(flat_cells(codes, shape), minlength=int(np.prod(shape))).reshape(shape)
         blocks = plan_replicates(
             counts.astype(np.float64), codes, n_boot=n_boot, n_perm=n_perm, n_split=n_split,
-            bias_correction=bias_correction, seed=seed,
+            bias_correction=bias_correction, seed=seed, n_boot_inner=n_boot_inner,
         )
         layout.append((shape, ["point"] + list(blocks)))
         stacks.append(counts[None].astype(np.float64))
