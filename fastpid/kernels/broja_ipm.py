@@ -17,7 +17,11 @@ optimum: q = s softmax_y(f + g).  We solve it by a primal-dual interior-point
 method in (f, g, s) on the weighted central path s (-h) = mu w, with w the
 products s0 (-h0) at the start (so the start is exactly centred and every
 block is driven relative to its own scale: masses spanning many decades make
-the unweighted path impractical):
+the unweighted path impractical).  The start: f = log a, g = log(b / p(y))
+(so softmax(f + g) = q0 / s0 for q0 = a b / p(y), which is primal feasible
+with s0 its block masses), then f shifted per x1 row and g per x2 column so
+that each row and column has a constraint at slack 0.5 (this shortens the
+path: ~13 instead of ~15 steps at 20x20x6).
 
 * Mehrotra's predictor-corrector: an affine step gives sigma = mu_aff / mu
   (floored at 0.1, or 0.3 after a damped step); the corrector carries the
@@ -69,6 +73,7 @@ PROJECT_ROUNDS = 3  # Newton projections of q onto the marginals per iterate
 RESTORE_SWEEPS = 20  # alternating-scaling sweeps after the projection
 STALL = 15  # iterations without 1% progress of the certified gap (or of mu)
 CERTIFY = 10.0  # certify iterates once mu <= CERTIFY * tol
+START_SLACK = 0.5  # slack of the tightest start constraint per row and per column
 SIGMA_MIN = 0.1  # centering after a full step
 SIGMA_DAMPED = 0.3  # centering after a damped step
 
@@ -220,12 +225,17 @@ def _barrier(a, b, f, g, c, w, smu):
 
 @njit(cache=True)
 def _assemble(mask, s, c, pi, ridx, M):
-    """M = A B A^T on the active rows (``ridx`` maps a row (x1,y) -> i*ny+y,
-    (x2,y) -> n1*ny + j*ny + y to its index in M, -1 if dropped), with
-    B = s (diag(pi) + (1/c - 1) pi pi^T) per block."""
+    """Lower triangle of M = A B A^T on the active rows (``ridx`` maps a row
+    (x1,y) -> i*ny+y, (x2,y) -> n1*ny + j*ny + y to its index in M, -1 if
+    dropped; the x2 rows come after the x1 rows), with
+    B = s (diag(pi) + (1/c - 1) pi pi^T) per block.  Only the lower triangle
+    is read by the Cholesky factorization."""
     n1, n2, ny = mask.shape
     off2 = n1 * ny
-    M[:, :] = 0.0
+    na = M.shape[0]
+    for r in range(na):
+        for col in range(r + 1):
+            M[r, col] = 0.0
     for i in range(n1):
         for j in range(n2):
             if c[i, j] == np.inf:
@@ -246,18 +256,19 @@ def _assemble(mask, s, c, pi, ridx, M):
                         h += sij * pk
                     c1 = ridx[i * ny + k2]
                     c2 = ridx[off2 + j * ny + k2]
-                    if r1 >= 0 and c1 >= 0:
-                        M[r1, c1] += h
-                    if r2 >= 0 and c2 >= 0:
-                        M[r2, c2] += h
+                    if k2 <= k:
+                        if r1 >= 0 and c1 >= 0:
+                            M[r1, c1] += h
+                        if r2 >= 0 and c2 >= 0:
+                            M[r2, c2] += h
                     if r1 >= 0 and c2 >= 0:
-                        M[r1, c2] += h
                         M[c2, r1] += h
 
 
 @njit(cache=True)
 def _factor(M):
-    """Jacobi-scale M in place and Cholesky-factor it (LAPACK through NumPy).
+    """Jacobi-scale the lower triangle of M in place and Cholesky-factor it
+    (LAPACK through NumPy, which reads the lower triangle only).
     If it is not numerically positive definite, as interior-point systems
     become near the optimum, add a small diagonal shift and retry (this only
     perturbs the search direction, never the certificate).  Returns
@@ -266,8 +277,8 @@ def _factor(M):
     dsc = np.empty(n)
     for r in range(n):
         dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-    for r in range(n):
-        for col in range(n):
+    for r in range(n):  # the lower triangle is all LAPACK reads
+        for col in range(r + 1):
             M[r, col] *= dsc[r] * dsc[col]
     delta = 0.0
     for attempt in range(8):
@@ -509,7 +520,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         return q, f, g, 0, np.inf, _violation(q, a, b), 3
     # start: f = log a - 1, g = log(b / p(y)) is strictly dual feasible, and
     # s = block masses of q0 = a b / p(y) makes q = s softmax(f + g) = q0
-    # primal feasible
+    # primal feasible (then tightened below)
     for i in range(n1):
         for k in range(ny):
             if a[i, k] > 0.0:
@@ -520,6 +531,28 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                 g[j, k] = np.log(b[j, k] / py[k])
     c = np.zeros((n1, n2))
     pi = np.zeros((n1, n2, ny))
+    _slacks(mask, f, g, c, pi)
+    # tighten the start: shift f by a constant per x1 row and g per x2 column
+    # (softmax, hence q0, unchanged) so that every row and every column has a
+    # constraint at slack START_SLACK: a start gap near sum s0 log(max/s0)
+    # rather than the entropy of the block masses
+    for i in range(n1):
+        cmin = np.inf
+        for j in range(n2):
+            cmin = min(cmin, c[i, j])
+        if cmin < np.inf:
+            for k in range(ny):
+                if a[i, k] > 0.0:
+                    f[i, k] += cmin - START_SLACK
+    _slacks(mask, f, g, c, pi)
+    for j in range(n2):
+        cmin = np.inf
+        for i in range(n1):
+            cmin = min(cmin, c[i, j])
+        if cmin < np.inf:
+            for k in range(ny):
+                if b[j, k] > 0.0:
+                    g[j, k] += cmin - START_SLACK
     _slacks(mask, f, g, c, pi)
     s = np.zeros((n1, n2))
     # weights of the central path s c = mu w: the start is exactly centred

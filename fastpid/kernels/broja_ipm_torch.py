@@ -13,7 +13,7 @@ two marginals; its block multipliers s(x1,x2) are the block masses of the
 primal optimum, q = s softmax_y(f + g).  Primal-dual interior point in
 (f, g, s) on the weighted central path s c = mu w (c = -h > 0, w the products
 s0 c0 of the centred start f = log a - 1, g = log(b / p(y)), s0 = block masses
-of a b / p(y)).  Per iteration, for every unfinished distribution at once:
+of a b / p(y), with f and g shifted per row and column as in the Numba kernel).  Per iteration, for every unfinished distribution at once:
 
 * slacks c and softmax weights pi of every block (``torch.logsumexp``), the
   gap mu = sum s c;
@@ -64,7 +64,7 @@ import math
 import torch
 
 from .broja_ipm import (ARMIJO, BACKTRACK, CERTIFY, JAM, MAXSTEP, PROJECT_ROUNDS, RESTORE_SWEEPS,
-                        SBAND, SIGMA_DAMPED, SIGMA_MIN, STALL)
+                        SBAND, SIGMA_DAMPED, SIGMA_MIN, STALL, START_SLACK)
 
 # line-search trial groups: [k0, k1) exponents of BACKTRACK, evaluated together
 # (60 trials in all, as the Numba kernel)
@@ -425,11 +425,20 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out
     pw_, a, b, py, mask, q0, act, blk = (t[orig] for t in (p, a, b, py, mask, q0, act, blk))
     W = orig.numel()
-    # centred start: f = log a - 1, g = log(b / p(y)) strictly dual feasible,
+    # centred start: f = log a - 1, g = log(b / p(y)) strictly dual feasible
+    # (then tightened per row and column below),
     # s = block masses of q0 = a b / p(y); weights w = s c (normalized)
     f = torch.where(a > 0, torch.log(torch.where(a > 0, a, 1.0)) - 1.0, 0.0)
     pyd = torch.where(py > 0, py, 1.0)[:, None, :]
     g = torch.where(b > 0, torch.log(torch.where(b > 0, b, 1.0) / pyd), 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    # tighten the start (as the Numba kernel): shift f per x1 row, then g per
+    # x2 column, so that each has a constraint at slack START_SLACK
+    cmin = torch.where(blk, c, math.inf).amin(-1)  # (W, n1)
+    f = f + torch.where((a > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    cmin = torch.where(blk, c, math.inf).amin(-2)  # (W, n2)
+    g = g + torch.where((b > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
     c, pi = _slacks(mask, blk, f, g)
     s = q0.sum(-1)
     w = torch.where(blk, s * c, 0.0)
