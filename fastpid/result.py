@@ -69,10 +69,11 @@ class PIDResult:
     def __repr__(self) -> str:
         if self.batch_shape == ():
             atoms = ", ".join(f"{k}={_fmt6(getattr(self, k))}" for k in ATOMS)
-            gap = "nan" if self.gap != self.gap else f"{self.gap:.1e}"
+            g = float(_plain(self.gap))
+            gap = "nan" if g != g else f"{g:.1e}"
             return (
-                f"PIDResult({atoms} bits; I={self.I:.6f}, converged={self.converged}, "
-                f"violation={self.violation:.1e}, gap={gap}, iterations={self.iterations}, "
+                f"PIDResult({atoms} bits; I={_fmt6(self.I)}, converged={self.converged}, "
+                f"violation={float(_plain(self.violation)):.1e}, gap={gap}, iterations={self.iterations}, "
                 f"method={self.method!r}, backend={self.backend!r})"
             )
         conv = _plain(self.converged)
@@ -87,7 +88,7 @@ class PIDResult:
 
 def _fmt6(v) -> str:
     """Six decimals, without printing round-off below them as '-0.000000'."""
-    text = f"{float(v):.6f}"
+    text = f"{float(_plain(v)):.6f}"  # detached: no autograd warning for tensors
     return "0.000000" if text == "-0.000000" else text
 
 

@@ -295,9 +295,9 @@ ax.set_title("Gaussian task: accuracy vs time (lower left is better)")
 fig.tight_layout()
 """),
     md("""
-On these problems `exact` and CLARABEL agree to about $10^{-9}$ bits, and `exact` is the faster of the
-two. SCS and FastPID are first-order methods: here they are both slower and less accurate, and
-FastPID's error stays between 0.01 and 0.1 bit at every size.
+On these problems `exact` and CLARABEL agree to a few $10^{-8}$ bits or better, and `exact` is the
+faster of the two. SCS and FastPID are first-order methods: here they are both slower and less accurate, and
+FastPID's error stays between 0.02 and 0.11 bit at every size.
 
 ## FastPID's drift with iterations and Sinkhorn sweeps (Tables XI and XII)
 
@@ -515,7 +515,8 @@ NB04 = [
 
 Give `fastpid.pid` a `torch.Tensor` and it runs on the torch backend: the atoms come back as tensors
 on the input's device, attached to the autograd graph. For `method="exact"` the solve itself runs in
-the certified NumPy/Numba kernel and the gradients come from the **envelope theorem**: the atoms
+the certified Numba kernel for CPU tensors (as here; on CUDA tensors, by default, in its batched torch
+port on the device, see `docs/torch.md`) and the gradients come from the **envelope theorem**: the atoms
 depend on $P$ through the optimal value of the BROJA program, whose derivative is given by the
 Lagrange multipliers of the two marginal constraints, so nothing is differentiated through solver
 iterations. (`"analytic"` and `"fastpid"` are differentiable by autograd; `"cvx"` results are
@@ -578,7 +579,8 @@ print(f"grad·P (scale invariance) = {(G * P.detach()).sum().item():+.1e}")
 """),
     md("""
 One caveat: where the optimal $q$ has **zero cells**, $S$ can have a kink. The noisy AND gate is such a
-case: along the same direction the two one-sided derivatives differ, and the gradient returned is a
+case (`exact` is an interior-point method, so its $q$ shows those cells as tiny positive values, about
+$10^{-8}$ below): along the same direction the two one-sided derivatives differ, and the gradient returned is a
 value between them, not a derivative that finite differences can confirm. `docs/torch.md` (section
 "Boundary") states exactly which gradients are exact; check with finite differences before relying
 on gradients at such points.
