@@ -201,17 +201,45 @@ def _slacks(mask, f, g, c, pi):
 
 
 @njit(cache=True)
-def _barrier(a, b, f, g, c, w, smu):
-    """Merit -(a.f + b.g) - smu sum w log c  (inf if some slack is not positive)."""
+def _dual_value(a, b, f, g):
+    """a.f + b.g (the dual objective, or its slope along (f, g) = a step)."""
     n1, ny = a.shape
     n2 = b.shape[0]
     val = 0.0
     for i in range(n1):
         for k in range(ny):
-            val -= a[i, k] * f[i, k]
+            val += a[i, k] * f[i, k]
     for j in range(n2):
         for k in range(ny):
-            val -= b[j, k] * g[j, k]
+            val += b[j, k] * g[j, k]
+    return val
+
+
+@njit(cache=True)
+def _residual(a, b, mask, v, full):
+    """full = (a, b) - A v, the stacked marginal rows ((x1, y) rows, then
+    (x2, y) rows) minus the marginals of the cell values v."""
+    n1, n2, ny = mask.shape
+    off2 = n1 * ny
+    for i in range(n1):
+        for k in range(ny):
+            full[i * ny + k] = a[i, k]
+    for j in range(n2):
+        for k in range(ny):
+            full[off2 + j * ny + k] = b[j, k]
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    full[i * ny + k] -= v[i, j, k]
+                    full[off2 + j * ny + k] -= v[i, j, k]
+
+
+@njit(cache=True)
+def _barrier(a, b, f, g, c, w, smu):
+    """Merit -(a.f + b.g) - smu sum w log c  (inf if some slack is not positive)."""
+    n1, n2 = c.shape
+    val = -_dual_value(a, b, f, g)
     for i in range(n1):
         for j in range(n2):
             cij = c[i, j]
@@ -322,22 +350,16 @@ def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
     n1, n2, ny = mask.shape
     off2 = n1 * ny
     nr = ridx.shape[0]
-    full = np.empty(nr)
-    for i in range(n1):
-        for k in range(ny):
-            full[i * ny + k] = a[i, k]
-    for j in range(n2):
-        for k in range(ny):
-            full[off2 + j * ny + k] = b[j, k]
+    v = np.zeros((n1, n2, ny))
     for i in range(n1):
         for j in range(n2):
             if c[i, j] == np.inf or coef[i, j] == 0.0:
                 continue
-            cf = coef[i, j]
             for k in range(ny):
                 if mask[i, j, k]:
-                    full[i * ny + k] -= cf * pi[i, j, k]
-                    full[off2 + j * ny + k] -= cf * pi[i, j, k]
+                    v[i, j, k] = coef[i, j] * pi[i, j, k]
+    full = np.empty(nr)
+    _residual(a, b, mask, v, full)
     rhs = np.empty(L.shape[0])
     for t in range(nr):
         if ridx[t] >= 0:
@@ -439,18 +461,7 @@ def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
     yf = np.zeros(nr)
     dq = np.zeros((n1, n2, ny))
     for _ in range(rounds):
-        for i in range(n1):
-            for k in range(ny):
-                full[i * ny + k] = a[i, k]
-        for j in range(n2):
-            for k in range(ny):
-                full[off2 + j * ny + k] = b[j, k]
-        for i in range(n1):
-            for j in range(n2):
-                for k in range(ny):
-                    if mask[i, j, k]:
-                        full[i * ny + k] -= q[i, j, k]
-                        full[off2 + j * ny + k] -= q[i, j, k]
+        _residual(a, b, mask, q, full)
         res = 0.0
         for t in range(nr):
             if ridx[t] >= 0:
@@ -683,13 +694,8 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                     coef[i, j] = target[i, j] / c[i, j]
             _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
             _slope(mask, c, pi, df, dg, tc)
-            slope = 0.0
-            for i in range(n1):
-                for k in range(ny):
-                    slope -= a[i, k] * df[i, k]
-            for j in range(n2):
-                for k in range(ny):
-                    slope -= b[j, k] * dg[j, k]
+            # directional derivative of the merit along (df, dg)
+            slope = -_dual_value(a, b, df, dg)
             for i in range(n1):
                 for j in range(n2):
                     if c[i, j] < np.inf:
