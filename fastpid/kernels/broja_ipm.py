@@ -495,6 +495,21 @@ def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
 
 
 @njit(cache=True)
+def _shift_to_slack(c, m, v):
+    """Shift v[r, :] (where the marginal m[r, :] > 0) by a constant per row r
+    of c so that the row's tightest constraint gets slack START_SLACK (c is
+    the block slacks with rows x1, or its transpose for rows x2)."""
+    for r in range(c.shape[0]):
+        cmin = np.inf
+        for col in range(c.shape[1]):
+            cmin = min(cmin, c[r, col])
+        if cmin < np.inf:
+            for k in range(v.shape[1]):
+                if m[r, k] > 0.0:
+                    v[r, k] += cmin - START_SLACK
+
+
+@njit(cache=True)
 def _keep_better(p, q, mask):
     """p itself is feasible: if it has the lower F0 (no smaller I(X1,X2;Y)
     than q, e.g. S = 0 exactly), copy it into q, so that S >= 0 always."""
@@ -547,23 +562,9 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     # (softmax, hence q0, unchanged) so that every row and every column has a
     # constraint at slack START_SLACK: a start gap near sum s0 log(max/s0)
     # rather than the entropy of the block masses
-    for i in range(n1):
-        cmin = np.inf
-        for j in range(n2):
-            cmin = min(cmin, c[i, j])
-        if cmin < np.inf:
-            for k in range(ny):
-                if a[i, k] > 0.0:
-                    f[i, k] += cmin - START_SLACK
+    _shift_to_slack(c, a, f)
     _slacks(mask, f, g, c, pi)
-    for j in range(n2):
-        cmin = np.inf
-        for i in range(n1):
-            cmin = min(cmin, c[i, j])
-        if cmin < np.inf:
-            for k in range(ny):
-                if b[j, k] > 0.0:
-                    g[j, k] += cmin - START_SLACK
+    _shift_to_slack(c.T, b, g)
     _slacks(mask, f, g, c, pi)
     s = np.zeros((n1, n2))
     # weights of the central path s c = mu w: the start is exactly centred
