@@ -46,7 +46,7 @@ def _specs(dataset: str, seed: int, quick: bool):
 def run_spec(args) -> dict:
     """Run one (name, config dict, run dir) spec; returns a small JSON-able summary."""
     name, cfg, out = args
-    from .run import run
+    from .runner import run
 
     if os.path.exists(os.path.join(out, "result.json")):
         with open(os.path.join(out, "result.json")) as f:

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     c.add_argument("--out", default="runs/compare", help="directory for the runs and table.md")
     c.add_argument("--quick", action="store_true", help="tiny epochs (smoke test, not a measurement)")
-    from .datasets.prepare import add_arguments as _prepare_arguments
+    from .data.disk.prepare import add_arguments as _prepare_arguments
     _prepare_arguments(sub.add_parser("prepare", help="raw dataset download -> the caches the loaders read"))
     return p
 
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("multimodal_sched")
     if args.command == "prepare":
-        from .datasets.prepare import run_from_args
-        logging.getLogger("multimodal_sched.datasets").setLevel(logging.INFO)
+        from .data.disk.prepare import run_from_args
+        logging.getLogger("multimodal_sched.data.disk").setLevel(logging.INFO)
         return run_from_args(args, sys.stdout, json)
     if args.command == "compare":
         from .benchmark import compare
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         sys.stdout.write(table + "\n")
         return 0
 
-    from .run import run
+    from .runner import run
     try:
         if args.resume:
             overrides = [n for n in ("config", "dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None]

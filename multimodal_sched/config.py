@@ -6,11 +6,9 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunConfig", "load_config", "save_config", "METHODS", "DATASETS"]
+__all__ = ["RunConfig", "load_config", "save_config", "METHODS"]
 
 METHODS = ("pid", "mi", "joint", "unimodal", "schedule")
-FILE_DATASETS = ("cremad", "ave", "ucf101", "cgmnist")   # read from data_path: multimodal_sched.datasets
-DATASETS = ("cg-digits", "synthetic", "npz") + FILE_DATASETS
 FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
@@ -21,15 +19,21 @@ BINNINGS = ("kmeans", "quantile")
 class RunConfig:
     """Everything a run needs.  Defaults finish on ``cg-digits`` in a few minutes on 2 CPU cores.
 
-    Data: ``dataset`` in {"cg-digits", "synthetic", "npz"} (``npz`` reads
-    ``data_path``: arrays ``x1_train, x2_train, y_train``, same for ``val``,
-    ``test`` and optionally ``probe``); ``dataset_options`` go to the dataset
-    builder (e.g. ``{"color_corr": 0.9}``).  Ignored when ``run`` gets ``data=``.
+    Data: ``dataset`` names an entry of :data:`multimodal_sched.data.DATASETS`: built in
+    (``cg-digits``, ``synthetic``), from disk under ``data_path`` (``cremad``, ``ave``,
+    ``ucf101``, ``cgmnist``) or ``npz`` (``data_path`` is a file with arrays ``x1_train,
+    x2_train, y_train``, same for ``val``, ``test`` and optionally ``probe``);
+    ``dataset_options`` go to the dataset builder (e.g. ``{"color_corr": 0.9}``).  Ignored
+    when ``run`` gets ``data=``.
 
     Method: ``pid`` (Algorithm 1 then Stage II), ``mi`` (the same controller
     driven by I(X1;Y), I(X2;Y)), ``joint`` (naive joint training from scratch),
     ``unimodal`` (each encoder with its own head), ``schedule`` (fixed Stage I
     epochs ``schedule_epochs = [e1, e2]`` then Stage II).
+
+    Stage II: ``stage2`` names a strategy of :mod:`multimodal_sched.methods` (``aux``:
+    fused + ``weight`` x both unimodal losses, weight 0.6 unless ``stage2_options`` says
+    otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed).
     """
 
     dataset: str = "cg-digits"
@@ -51,7 +55,9 @@ class RunConfig:
     lr_step_epochs: int | None = None   # StepLR: lr * lr_gamma every this many epochs (paper: 30)
     lr_gamma: float = 0.1
     batch_size: int = 64
-    aux_weight: float = 0.6
+    # Stage II (and method joint): the strategy and its options
+    stage2: str = "aux"
+    stage2_options: dict = field(default_factory=dict)
     # epochs
     max_unimodal_epochs: int = 30
     stage2_epochs: int = 15
@@ -72,7 +78,7 @@ class RunConfig:
     binning: str = "kmeans"
     pid_method: str = "exact"
     probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
-    amp: bool = False           # bfloat16 autocast in training forward passes (multimodal_sched.distributed)
+    amp: bool = False           # bfloat16 autocast in training forward passes
     # misc
     device: str = "cpu"
     num_threads: int | None = 1
@@ -85,14 +91,19 @@ class RunConfig:
         def bad(name, msg):
             raise ValueError(f"config.{name}: {msg}")
 
-        if self.dataset not in DATASETS:
-            bad("dataset", f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)} "
+        from .data import DATASETS, dataset_names
+        from .methods import get_strategy
+        from .probing import PID_METHODS
+
+        spec = DATASETS.get(self.dataset) if isinstance(self.dataset, str) else None
+        if spec is None:
+            bad("dataset", f"unknown dataset {self.dataset!r}; choose one of {dataset_names()} "
                            "or pass your own data with run(config, data=...)")
-        if self.dataset in FILE_DATASETS and not self.data_path:
+        if spec.kind == "disk" and not self.data_path:
             bad("data_path", f"dataset {self.dataset!r} needs data_path (its root folder; see docs/datasets.md)")
-        if self.dataset == "npz":
+        if spec.kind == "file":
             if not self.data_path:
-                bad("data_path", "dataset 'npz' needs data_path (an .npz file)")
+                bad("data_path", f"dataset {self.dataset!r} needs data_path (an .npz file)")
             if not os.path.isfile(self.data_path):
                 bad("data_path", f"file not found: {self.data_path!r}")
         elif self.data_path is not None and not os.path.exists(self.data_path):
@@ -131,8 +142,14 @@ class RunConfig:
             bad("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             bad("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.aux_weight, (int, float)) and self.aux_weight >= 0):
-            bad("aux_weight", f"must be >= 0, got {self.aux_weight!r}")
+        if not isinstance(self.stage2_options, dict):
+            bad("stage2_options", f"must be a dict, got {type(self.stage2_options).__name__}")
+        try:
+            get_strategy(self.stage2, **self.stage2_options)
+        except (ValueError, TypeError) as e:
+            bad("stage2" if "option" not in str(e) else "stage2_options", str(e))
+        if self.pid_method not in PID_METHODS:
+            bad("pid_method", f"must be one of {list(PID_METHODS)}, got {self.pid_method!r}")
         if not (isinstance(self.tau_u, (int, float)) and self.tau_u > 1):
             bad("tau_u", f"must be > 1, got {self.tau_u!r}")
         if not (isinstance(self.lambda_s, (int, float)) and 0 < self.lambda_s <= 1):
@@ -162,6 +179,9 @@ class RunConfig:
             raise ValueError(f"a config must be a mapping, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
+        if "aux_weight" in unknown:
+            raise ValueError("unknown config key 'aux_weight': the Stage II loss weight is an option of "
+                             "the strategy, stage2: aux with stage2_options: {weight: W}")
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
         d = dict(d)

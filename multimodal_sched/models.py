@@ -7,17 +7,27 @@ and exposes ``out_dim``.  Heads and fusion layers are added by the scheduler.
   configurable input channel count and base width; :func:`resnet18_audio`
   (1-channel spectrograms) and :class:`FrameResNet18` (3-channel frames
   ``(batch, frames, 3, H, W)``, encoded per frame and mean-pooled over frames).
+* :class:`StackedFramesResNet18` - ResNet-18 over ``T`` frames (or flow fields) stacked along the
+  channel axis, as the paper does for video; :func:`paper_encoder` builds the paper's encoder of
+  each modality kind (section 5.2) from one sample's shape.
 * :class:`CNN4` - the 4-layer CNN used for CG-MNIST.
 * :class:`MLP` - vectors.
+
+:class:`JointModel` holds ``encoder1``, ``encoder2``, ``head1``, ``head2`` and ``fusion``
+(:class:`ConcatFusion` ``.fc`` or :class:`SumFusion` ``.fc1``/``.fc2``);
+``JointModel.outputs`` returns everything a Stage II strategy needs in one pass.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .methods.base import JointOutput
+
 __all__ = [
-    "ResNet18", "FrameResNet18", "resnet18_audio", "resnet18_visual", "CNN4", "MLP",
-    "ConcatFusion", "SumFusion", "JointModel", "default_encoder", "infer_out_dim",
+    "ResNet18", "FrameResNet18", "StackedFramesResNet18", "resnet18_audio", "resnet18_visual", "CNN4", "MLP",
+    "ConcatFusion", "SumFusion", "FUSIONS", "JointModel", "JointOutput", "default_encoder", "paper_encoder",
+    "infer_out_dim",
 ]
 
 
@@ -96,6 +106,21 @@ def resnet18_visual(width: int = 64, small_input: bool = False) -> FrameResNet18
     return FrameResNet18(width, small_input)
 
 
+class StackedFramesResNet18(nn.Module):
+    """ResNet-18 on ``(batch, T, C, H, W)`` with the ``T`` frames stacked as ``T*C`` channels."""
+
+    def __init__(self, n_frames: int, channels: int = 3, width: int = 64, small_input: bool = False):
+        super().__init__()
+        self.n_frames, self.channels = n_frames, channels
+        self.backbone = ResNet18(n_frames * channels, width, small_input)
+        self.out_dim = self.backbone.out_dim
+
+    def forward(self, x):
+        if x.ndim == 5:
+            x = x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+        return self.backbone(x)
+
+
 class CNN4(nn.Module):
     """Four 3x3 conv layers (BN, ReLU), max-pool after the 2nd and 4th, global average pool."""
 
@@ -160,7 +185,8 @@ FUSIONS = {"concat": ConcatFusion, "sum": SumFusion}
 class JointModel(nn.Module):
     """Two encoders, their unimodal heads and a fusion layer.
 
-    ``forward(x1, x2) -> (fused_logits, logits1, logits2)``.
+    ``forward(x1, x2) -> (fused_logits, logits1, logits2)``;
+    ``outputs(x1, x2) -> JointOutput(fused, logits1, logits2, z1, z2)`` (the embeddings too).
     """
 
     def __init__(self, encoder1, encoder2, head1, head2, fusion):
@@ -169,9 +195,12 @@ class JointModel(nn.Module):
         self.head1, self.head2 = head1, head2
         self.fusion = fusion
 
-    def forward(self, x1, x2):
+    def outputs(self, x1, x2) -> JointOutput:
         z1, z2 = self.encoder1(x1), self.encoder2(x2)
-        return self.fusion(z1, z2), self.head1(z1), self.head2(z2)
+        return JointOutput(self.fusion(z1, z2), self.head1(z1), self.head2(z2), z1, z2)
+
+    def forward(self, x1, x2):
+        return tuple(self.outputs(x1, x2)[:3])
 
 
 def default_encoder(sample_shape: tuple, *, width: int = 32) -> nn.Module:
@@ -188,6 +217,23 @@ def default_encoder(sample_shape: tuple, *, width: int = 32) -> nn.Module:
     for s in shape:
         n *= s
     return MLP(n, (4 * width, 2 * width))
+
+
+def paper_encoder(kind: str, shape: tuple, width: int) -> nn.Module:
+    """The paper's encoder (section 5.2) for one modality, from one sample's shape (no batch axis).
+
+    ``"audio"``: ResNet-18 on a spectrogram ``(1, F, T)``; ``"frames"`` / ``"flow"``: ResNet-18 on
+    ``(T, C, H, W)`` frames or flow fields stacked as ``T*C`` channels; ``"cnn4"``: the 4-layer CNN.
+    Images smaller than 64 pixels get the 3x3 stem without max-pool (``small_input``).
+    """
+    small = min(shape[-2:]) < 64
+    if kind == "audio":
+        return ResNet18(shape[0], width, small_input=small)
+    if kind in ("frames", "flow"):
+        return StackedFramesResNet18(shape[0], shape[1], width, small_input=small)
+    if kind == "cnn4":
+        return CNN4(shape[0], width)
+    raise ValueError(f"unknown paper encoder kind {kind!r}; choose audio, frames, flow or cnn4")
 
 
 @torch.no_grad()

@@ -20,11 +20,13 @@ import torch
 
 import fastpid
 
-__all__ = ["probe", "probe_embeddings", "probe_histogram", "discretize", "embed", "embed_pair"]
+__all__ = ["probe", "probe_embeddings", "probe_histogram", "discretize", "embed", "embed_labeled", "embed_pair",
+           "PID_METHODS"]
 
 log = logging.getLogger(__name__)
 
 BINNINGS = ("kmeans", "quantile")
+PID_METHODS = tuple(fastpid.available_methods())
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
@@ -35,27 +37,19 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-@torch.no_grad()
 def embed(encoder: torch.nn.Module, loader, modality: int) -> np.ndarray:
     """Embeddings (n, d) of one modality from a loader yielding (x1, x2, y).
 
     The encoder is put in eval mode for the pass and restored afterwards; it
     runs on whatever device its parameters are on.
     """
-    dev = _device_of(encoder)
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        out = []
-        for batch in loader:
-            x = batch[modality - 1].to(dev)
-            z = encoder(x)
-            if z.ndim != 2:
-                raise ValueError(f"encoder{modality} must return a 2-D (batch, dim) tensor, got shape {tuple(z.shape)}")
-            out.append(z.detach().float().cpu().numpy())
-    finally:
-        encoder.train(was_training)
-    return np.concatenate(out, axis=0)
+    return _embed_loader({modality: encoder}, loader)[0][modality]
+
+
+def embed_labeled(encoder: torch.nn.Module, loader, modality: int) -> tuple:
+    """``(embeddings (n, d), labels (n,))`` of one modality, as :func:`embed`."""
+    zs, y = _embed_loader({modality: encoder}, loader)
+    return zs[modality], y
 
 
 def discretize(z: np.ndarray, *, k: int = 20, pca_dims: int = 5, seed: int = 0,
@@ -151,23 +145,28 @@ def probe(encoder1: torch.nn.Module, encoder2: torch.nn.Module, loader, *, k: in
 
 def embed_pair(encoder1: torch.nn.Module, encoder2: torch.nn.Module, loader):
     """One pass over ``loader``: embeddings of both frozen encoders and the labels (numpy)."""
-    encs = (encoder1, encoder2)
-    modes = [e.training for e in encs]
-    for e in encs:
+    zs, y = _embed_loader({1: encoder1, 2: encoder2}, loader)
+    return zs[1], zs[2], y
+
+
+def _embed_loader(encoders: dict, loader) -> tuple:
+    """``({modality: embeddings}, labels)`` in one pass, encoders in eval mode, no gradients."""
+    modes = {m: e.training for m, e in encoders.items()}
+    for e in encoders.values():
         e.eval()
-    zs, ys = ([], []), []
+    zs, ys = {m: [] for m in encoders}, []
     try:
         with torch.no_grad():
             for batch in loader:
-                for i, e in enumerate(encs):
-                    z = e(batch[i].to(_device_of(e)))
+                for m, e in encoders.items():
+                    z = e(batch[m - 1].to(_device_of(e)))
                     if z.ndim != 2:
-                        raise ValueError(f"encoder{i + 1} must return a 2-D (batch, dim) tensor, "
+                        raise ValueError(f"encoder{m} must return a 2-D (batch, dim) tensor, "
                                          f"got shape {tuple(z.shape)}")
-                    zs[i].append(z.detach().float().cpu().numpy())
+                    zs[m].append(z.detach().float().cpu().numpy())
                 yb = batch[2]
                 ys.append(np.asarray(yb.cpu() if hasattr(yb, "cpu") else yb).ravel())
     finally:
-        for e, m in zip(encs, modes):
-            e.train(m)
-    return np.concatenate(zs[0]), np.concatenate(zs[1]), np.concatenate(ys)
+        for m, e in encoders.items():
+            e.train(modes[m])
+    return {m: np.concatenate(z) for m, z in zs.items()}, np.concatenate(ys)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from scipy.io import wavfile
 
-from multimodal_sched.datasets import AVE_CLASSES, CREMAD_CLASSES, write_idx
+from multimodal_sched.data.disk import AVE_CLASSES, CREMAD_CLASSES, write_idx
 
 
 def _img(path, rng, c, size=12, ext_mode="RGB"):

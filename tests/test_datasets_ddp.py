@@ -27,7 +27,7 @@ def _worker(rank, world, port, cfg, out, resume_check):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    res = run(RunConfig(**cfg))   # run() hands over to run_scaled under torchrun-style env vars
+    res = run(RunConfig(**cfg))   # the same run() on every rank, under torchrun-style env vars
     rec = {"decisions": [p["decision"] for p in res.probes], "S": [p["S"] for p in res.probes],
            "stage1": res.stage1_epochs, "test": res.test_accuracy}
     if resume_check:   # interrupt inside Stage I, resume on the same ranks (the group is reused)

@@ -7,8 +7,8 @@ import pytest
 from fake_layouts import make_ave, make_cgmnist, make_cremad, make_ucf101
 from multimodal_sched import RunConfig, run
 from multimodal_sched.cli import main as cli_main
-from multimodal_sched.datasets import DatasetLayoutError
-from multimodal_sched.datasets.models import StackedFramesResNet18
+from multimodal_sched.data import DATASETS, DatasetLayoutError
+from multimodal_sched.models import StackedFramesResNet18
 from multimodal_sched.models import CNN4, ResNet18
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no sample of:UserWarning")
@@ -76,12 +76,11 @@ def test_cli_run_and_prepare(tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_table2_configs_load_and_validate(tmp_path, name):
     from multimodal_sched.config import load_config
-    from multimodal_sched.datasets import REGISTRY
 
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "configs", f"{name}.yaml")
     cfg = load_config(path).replace(data_path=str(tmp_path), device="cpu")
     cfg.validate()
-    assert cfg.dataset == name and cfg.lr_stage1 == REGISTRY[name].paper["lr"]
+    assert cfg.dataset == name and cfg.lr_stage1 == DATASETS[name].paper["lr"]
     assert (cfg.batch_size, cfg.momentum, cfg.weight_decay, cfg.lr_step_epochs, cfg.lr_gamma) == (64, 0.9, 1e-4, 30, 0.1)
     assert (cfg.max_unimodal_epochs, cfg.stage2_epochs) == (150, 100)
 

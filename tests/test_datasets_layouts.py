@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fake_layouts import make_ave, make_cgmnist, make_cremad, make_ucf101
-from multimodal_sched.datasets import (REGISTRY, DatasetLayoutError, colorize, load_ave, load_cgmnist, load_cremad,
+from multimodal_sched.data.disk import (DISK_DATASETS, DatasetLayoutError, colorize, load_ave, load_cgmnist, load_cremad,
                                        load_ucf101, read_idx)
-from multimodal_sched.datasets.audio import log_spectrogram, n_frames
+from multimodal_sched.data.disk.audio import log_spectrogram, n_frames
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no sample of:UserWarning")
 
@@ -78,7 +78,7 @@ def test_cgmnist_loads_and_colors(tmp_path, gz):
 
 
 def test_registry_names_and_classes():
-    assert {n: s.n_classes for n, s in REGISTRY.items()} == {"cremad": 6, "ave": 28, "ucf101": 101, "cgmnist": 10}
+    assert {n: s.n_classes for n, s in DISK_DATASETS.items()} == {"cremad": 6, "ave": 28, "ucf101": 101, "cgmnist": 10}
 
 
 # ----------------------------------------------------------------------------- errors
@@ -173,7 +173,7 @@ def test_corrupt_samples_skipped_and_counted(tmp_path, caplog):
     root = make_cremad(str(tmp_path / "c"), per_class=6)
     clip = "1001_DFA_ANG_XX"
     open(os.path.join(root, "AudioWAV", clip + ".wav"), "wb").write(b"RIFF not really a wav")
-    with caplog.at_level(logging.WARNING, logger="multimodal_sched.datasets"):
+    with caplog.at_level(logging.WARNING, logger="multimodal_sched.data.disk"):
         d = load_cremad(root, image_size=12, clip_seconds=0.2, max_corrupt=0.5)
     assert clip not in {s.key for ds in d.splits.values() for s in ds.samples}
     assert sum(ds.__len__() for ds in d.splits.values()) == 35
@@ -185,7 +185,7 @@ def test_corrupt_samples_skipped_and_counted(tmp_path, caplog):
     for f in os.listdir(os.path.join(root, "flow", "v_Archery_g02_c01")):
         os.remove(os.path.join(root, "flow", "v_Archery_g02_c01", f))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="multimodal_sched.datasets"):
+    with caplog.at_level(logging.WARNING, logger="multimodal_sched.data.disk"):
         d = load_ucf101(root, image_size=8, max_corrupt=0.2)
     assert "skipped" in caplog.text and vid in caplog.text and "v_Archery_g02_c01" in caplog.text
     # too many corrupt samples is an error, not a silent skip

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from fake_layouts import make_cgmnist, make_cremad
-from multimodal_sched.datasets import load_ave, load_cgmnist, load_cremad, load_ucf101
-from multimodal_sched.datasets.prepare import PrepareError, main as prepare_main, prepare
+from multimodal_sched.data.disk import load_ave, load_cgmnist, load_cremad, load_ucf101
+from multimodal_sched.data.disk.prepare import PrepareError, main as prepare_main, prepare
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no sample of:UserWarning")
 

@@ -49,7 +49,7 @@ def test_default_encoder_by_shape_and_fusions():
 
 
 def test_package_never_imports_torchvision_and_fastpid_never_imports_it():
-    code = ("import sys, multimodal_sched, multimodal_sched.run, multimodal_sched.models; "
+    code = ("import sys, multimodal_sched, multimodal_sched.runner, multimodal_sched.models; "
             "assert 'torchvision' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]

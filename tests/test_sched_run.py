@@ -137,7 +137,7 @@ def test_datasets_are_deterministic_and_show_the_shortcut():
             assert torch.equal(ta, tb)
     assert not torch.equal(ms.make_cg_digits(seed=4).splits["train"].tensors[0][:5], a.splits["train"].tensors[0][:5])
     # the color of a train sample predicts its label, the color of a test sample does not
-    from multimodal_sched.data.cg_digits import PALETTE
+    from multimodal_sched.data.builtin.cg_digits import PALETTE
 
     clean = ms.make_cg_digits(seed=3, gray_noise=0.0, color_noise=0.0)
     pal = torch.nn.functional.normalize(torch.tensor(PALETTE, dtype=torch.float32), dim=1)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .base import MultimodalData
+from ..base import MultimodalData
 
 __all__ = ["make_synthetic"]
 

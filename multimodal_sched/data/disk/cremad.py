@@ -20,7 +20,7 @@ The class is the third field of the clip name ``ACTOR_SENTENCE_EMOTION_LEVEL``:
 (``val_fraction``, ``probe_fraction`` of train, stratified) are held out of
 train; the test split is never used for selection or probing.
 
-Audio: log-magnitude STFT (see :mod:`multimodal_sched.datasets.audio`: 16 kHz,
+Audio: log-magnitude STFT (see :mod:`multimodal_sched.data.disk.audio`: 16 kHz,
 ``n_fft=512``, hop 160, clip cut/padded to ``clip_seconds=3.0`` -> ``(1, 257, 301)``).
 Visual: ``n_frames`` frames (paper: 1) resized to ``image_size`` and
 ImageNet-normalized -> ``(n_frames, 3, image_size, image_size)``; in train
@@ -37,7 +37,7 @@ import torch
 from ._common import (DatasetLayoutError, FileDataset, Sample, carve_splits, check_image, check_npy,
                       check_samples, list_frames, load_frames, pick_frames, read_lines, require_dir)
 from .audio import log_spectrogram, n_frames as audio_frames, read_wav
-from .base import finish
+from ..base import finish
 
 __all__ = ["load_cremad", "CREMAD_CLASSES", "cremad_label"]
 

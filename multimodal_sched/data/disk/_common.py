@@ -37,7 +37,7 @@ __all__ = [
     "IMAGE_EXTS", "carve_splits",
 ]
 
-log = logging.getLogger("multimodal_sched.datasets")
+log = logging.getLogger("multimodal_sched.data.disk")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)

@@ -17,7 +17,7 @@ https://www.crcv.ucf.edu/data/UCF101.php (``UCF101.rar``,
 prepare ucf101 --raw UCF101 --out root`` decodes the .avi files (PyAV) into
 ``rgb/`` frames, converts TV-L1 flow JPEG pairs (``tvl1_flow/{u,v}/<video>/``)
 into ``flow/`` arrays and copies the split lists; it does not compute optical
-flow (see :mod:`multimodal_sched.datasets.prepare`).
+flow (see :mod:`multimodal_sched.data.disk.prepare`).
 
 Inputs: ``n_frames=3`` RGB frames and ``n_flow=3`` flow fields sampled
 uniformly (deterministic), resized to ``image_size``; RGB ImageNet-normalized
@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from ._common import (DatasetLayoutError, FileDataset, Sample, carve_splits, check_image, check_npy,
                       check_samples, list_frames, load_frames, pick_frames, read_lines, require_dir)
-from .base import finish
+from ..base import finish
 
 __all__ = ["load_ucf101", "read_class_ind", "read_ucf_list"]
 

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.cg_digits import PALETTE
+from ..builtin.cg_digits import PALETTE
 from ._common import DatasetLayoutError, carve_splits, require_dir
-from .base import finish
+from ..base import finish
 
 __all__ = ["load_cgmnist", "read_idx", "write_idx", "colorize", "ColoredPairs"]
 

@@ -43,7 +43,7 @@ from .audio import SAMPLE_RATE, log_spectrogram, read_wav
 
 __all__ = ["prepare", "PREPARERS", "PrepareError", "require_av"]
 
-log = logging.getLogger("multimodal_sched.datasets.prepare")
+log = logging.getLogger("multimodal_sched.data.disk.prepare")
 
 VIDEO_EXTS = (".flv", ".mp4", ".avi", ".mkv", ".webm", ".mov")
 
@@ -320,7 +320,7 @@ def prepare(dataset: str, raw: str, out: str, *, progress: bool = True, force: b
 
 
 def main(argv=None) -> int:
-    """``multimodal-sched prepare`` (also ``python -m multimodal_sched.datasets.prepare``)."""
+    """``multimodal-sched prepare`` (also ``python -m multimodal_sched.data.disk.prepare``)."""
     import argparse
     import json
     import sys

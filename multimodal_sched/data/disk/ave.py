@@ -32,7 +32,7 @@ import torch
 
 from ._common import (DatasetLayoutError, FileDataset, Sample, carve_splits, check_image, check_npy,
                       check_samples, list_frames, load_frames, pick_frames, read_lines, require_dir)
-from .base import finish
+from ..base import finish
 from .cremad import _fit_width
 
 __all__ = ["load_ave", "AVE_CLASSES", "read_ave_split"]

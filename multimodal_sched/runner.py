@@ -1,0 +1,633 @@
+"""``run(config, data=None, encoders=None) -> RunResult``: one training run, in one process or under torchrun.
+
+    multimodal-sched run --config cfg.yaml                              # one process
+    torchrun --nproc-per-node 4 -m multimodal_sched run --config cfg.yaml  # DistributedDataParallel
+
+One loop, rank-aware; a single process is a world of size 1 (see :mod:`multimodal_sched.distributed`
+for what changes with more ranks).  Methods: ``pid`` and ``mi`` run Algorithm 1 (controller +
+probes) then Stage II; ``schedule`` trains encoder 1 for ``schedule_epochs[0]`` and encoder 2 for
+``schedule_epochs[1]`` epochs (in parallel) then Stage II; ``joint`` is joint training from scratch
+(``joint_epochs`` epochs at ``lr_stage1``); ``unimodal`` trains each encoder with its own head for
+``unimodal_epochs``.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the hook points
+of :mod:`multimodal_sched.methods.base`.  Model selection uses the val split only; the test split is
+evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
+
+Per-rank losses are weighted by ``shard / global batch`` so that DDP's gradient average is the
+gradient of the global batch mean (``config.batch_size`` is the global batch); with one process the
+weight is 1 and the loss is used as it is.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
+
+from . import distributed as D
+from . import probing
+from .config import RunConfig, load_config
+from .controller import Controller
+from .data import MultimodalData, build_dataset
+from .lr_schedule import set_lr, step_lr
+from .methods import JointOutput, get_strategy
+from .models import CNN4, FUSIONS, MLP, JointModel, ResNet18, default_encoder, infer_out_dim
+from .rundir import RunDir, RunDirError
+
+__all__ = ["run", "RunResult", "RunInterrupted", "Runner", "make_optimizer"]
+
+log = logging.getLogger(__name__)
+
+
+class RunInterrupted(RuntimeError):
+    """Raised by ``run(..., interrupt_after=N)`` after N epochs (the state is checkpointed)."""
+
+
+@dataclass
+class RunResult:
+    """Outcome of a run.  Accuracies are fractions in [0, 1].
+
+    test_accuracy : test accuracy of the checkpoint selected on val (for
+        ``unimodal``: of the modality with the better val accuracy).
+    val_accuracy : val accuracy of that checkpoint.
+    selected : which checkpoint was selected (phase, epoch, modality).
+    stage1_epochs : epochs each encoder trained in Stage I.
+    unimodal : for ``unimodal``: per-modality {"val_accuracy", "test_accuracy", "epoch"}.
+    probes : every probe (epoch, per-modality epochs, R/U1/U2/S/I1/I2 in bits, decision).
+    """
+
+    method: str
+    dataset: str
+    seed: int
+    test_accuracy: float
+    val_accuracy: float
+    selected: dict
+    stage1_epochs: list
+    unimodal: dict = field(default_factory=dict)
+    probes: list = field(default_factory=list)
+    run_dir: str | None = None
+    wall_time_s: float = 0.0
+    model: object = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+
+def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4):
+    """SGD with momentum or Adam."""
+    params = list(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+
+
+def _make_encoder(config: RunConfig, shape: tuple) -> nn.Module:
+    if config.encoder == "auto":
+        return default_encoder(shape, width=config.width)
+    if config.encoder == "cnn4":
+        return CNN4(shape[0], config.width)
+    if config.encoder == "resnet18":
+        return ResNet18(shape[0], config.width, small_input=min(shape[-2:]) < 64)
+    return MLP(int(np.prod(shape)), (4 * config.width, 2 * config.width))
+
+
+def _rng_state(gens: dict) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "gens": {k: g.get_state() for k, g in gens.items()}}
+
+
+def _set_rng_state(st: dict, gens: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    for k, g in gens.items():
+        g.set_state(st["gens"][k])
+
+
+def _check_loss(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{where}: loss became {loss.item()}; lower the learning rate")
+
+
+def _validate_against_data(config: RunConfig, data: MultimodalData) -> None:
+    n_probe = len(data.splits["probe"])
+    if config.method in ("pid", "mi") and config.k > n_probe:
+        raise ValueError(f"config.k: k={config.k} clusters need at least {config.k} probe samples, "
+                         f"but the probe split has {n_probe}; lower k or enlarge the probe split")
+    if config.method in ("pid", "mi", "schedule") and config.stage2_epochs < 1:
+        raise ValueError(f"config.stage2_epochs must be >= 1 for method {config.method!r}")
+    if config.method == "joint" and config.joint_epochs < 1:
+        raise ValueError("config.joint_epochs must be >= 1 for method 'joint'")
+    if config.method == "unimodal" and config.unimodal_epochs < 1:
+        raise ValueError("config.unimodal_epochs must be >= 1 for method 'unimodal'")
+    if len(data.splits["train"]) < 2:
+        raise ValueError("the train split needs at least 2 samples")
+
+
+class _Uni(nn.Module):
+    """(encoder, head) as one module so one DDP wrapper syncs both."""
+
+    def __init__(self, enc, head):
+        super().__init__()
+        self.enc, self.head = enc, head
+
+    def forward(self, x):
+        return self.head(self.enc(x))
+
+
+class _Outputs(nn.Module):
+    """``JointModel.outputs`` as a forward pass (what DDP wraps in Stage II)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x1, x2) -> JointOutput:
+        return self.model.outputs(x1, x2)
+
+
+class Runner:
+    """Stage I under the controller (or a fixed schedule), then Stage II with a strategy; rank-aware."""
+
+    def __init__(self, config: RunConfig, data: MultimodalData, encoders, rundir: RunDir, *, saved_config: dict):
+        self.cfg, self.data, self.dir = config, data, rundir
+        self.saved_config = saved_config
+        self.rank, self.world = D.rank_world()
+        self.device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        random.seed(config.seed)
+        C = data.n_classes
+        if encoders is not None:
+            if not (isinstance(encoders, (tuple, list)) and len(encoders) == 2
+                    and all(isinstance(e, nn.Module) for e in encoders)):
+                raise TypeError("encoders must be a pair (encoder1, encoder2) of torch.nn.Module")
+            encs = [copy.deepcopy(e) for e in encoders]
+        else:
+            encs = [_make_encoder(config, tuple(data.sample(m).shape[1:])) for m in (1, 2)]
+        dims = [infer_out_dim(e.to(self.device), data.sample(m), name=f"encoder{m}")
+                for m, e in zip((1, 2), encs)]
+        heads = [nn.Linear(d, C) for d in dims]
+        fusion = FUSIONS[config.fusion](dims[0], dims[1], C)
+        self.model = JointModel(encs[0], encs[1], heads[0], heads[1], fusion).to(self.device)
+        self.gens = {k: torch.Generator().manual_seed(config.seed * 1000 + i)
+                     for i, k in enumerate(("m1", "m2", "joint"))}
+        n = len(data.splits["train"])
+        drop = n > config.batch_size
+        self.samplers = {k: D.ShardedBatchSampler(n, config.batch_size, generator=g, drop_last=drop,
+                                                  rank=self.rank, world=self.world) for k, g in self.gens.items()}
+        # generator= also feeds the loader's per-iterator base seed, as DataLoader(shuffle=True) does
+        self.loaders = {k: DataLoader(data.splits["train"], batch_sampler=s, generator=self.gens[k])
+                        for k, s in self.samplers.items()}
+        self.eval_loaders = {}
+        for s in ("val", "probe", "test"):
+            ds = data.splits[s]
+            idx = list(range(self.rank, len(ds), self.world))
+            self.eval_loaders[s] = DataLoader(Subset(ds, idx), batch_size=256, shuffle=False)
+        opt = dict(name=config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.opts = {f"m{m}": make_optimizer(list(encs[m - 1].parameters()) + list(heads[m - 1].parameters()),
+                                             lr=config.lr_stage1, **opt) for m in (1, 2)}
+        self.opt_joint = None
+        self.strategy = get_strategy(config.stage2, **config.stage2_options)
+        self.strategy_ready = False
+        self.controller = None
+        if config.method in ("pid", "mi"):
+            self.controller = Controller(
+                tau_u=config.tau_u, lambda_s=config.lambda_s, probe_every=config.probe_every,
+                max_unimodal_epochs=config.max_unimodal_epochs, max_switches=config.max_switches,
+                max_modality_epochs=config.max_modality_epochs, eps=config.eps,
+                signal="pid" if config.method == "pid" else "mi", when_balanced=config.when_balanced)
+        self.uni_nets = {m: _Uni(getattr(self.model, f"encoder{m}"), getattr(self.model, f"head{m}")) for m in (1, 2)}
+        self.joint_net = _Outputs(self.model)
+        if self.world > 1:
+            kw = {} if self.device.type == "cpu" else {"device_ids": [self.device]}
+            self.uni_nets = {m: D.DDP(net, **kw) for m, net in self.uni_nets.items()}
+            self._ddp_kw = kw
+            self.joint_net = None   # wrapped when Stage II starts (its parameters are all trained then)
+        self._cache = {}            # modality -> (modality_epochs, embeddings, labels)
+        # progress state
+        self.phase = "stage2" if config.method == "joint" else "stage1"
+        self.stage1_epoch = 0
+        self.stage2_epoch = 0
+        self.modality_epochs = [0, 0]
+        self.best = {}            # key -> {"val": acc, "epoch": e}
+        self.probes = []
+        self.session_epochs = 0
+        self.interrupt_after = None
+
+    # ---------------------------------------------------------- checkpoints
+    def save(self) -> None:
+        self.dir.save_checkpoint({
+            "config": self.saved_config,
+            "phase": self.phase, "stage1_epoch": self.stage1_epoch, "stage2_epoch": self.stage2_epoch,
+            "modality_epochs": list(self.modality_epochs), "best": copy.deepcopy(self.best),
+            "probes": self.probes,
+            "model": self.model.state_dict(),
+            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "opt_joint": self.opt_joint.state_dict() if self.opt_joint is not None else None,
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+            "strategy": self.strategy.state_dict() if self.strategy_ready else None,
+            "rng": _rng_state(self.gens),
+        })
+        D.barrier()
+
+    def load(self, st: dict) -> None:
+        """Continue from a checkpoint state (already verified by :meth:`RunDir.check_resume`)."""
+        self.phase, self.stage1_epoch, self.stage2_epoch = st["phase"], st["stage1_epoch"], st["stage2_epoch"]
+        self.modality_epochs, self.best = st["modality_epochs"], st["best"]
+        self.probes = st["probes"]
+        self.model.load_state_dict(st["model"])
+        for k, o in self.opts.items():
+            o.load_state_dict(st["opts"][k])
+        if st["opt_joint"] is not None:
+            self._start_stage2()
+            self.opt_joint.load_state_dict(st["opt_joint"])
+            self.strategy.load_state_dict(st["strategy"] or {})
+        if self.controller is not None and st["controller"] is not None:
+            self.controller.load_state_dict(st["controller"])
+        _set_rng_state(st["rng"], self.gens)
+        self.dir.trim_events(st["n_events"])
+        D.barrier()   # nobody appends events before every rank has read the checkpoint
+        log.info("resumed %s at phase=%s stage1_epoch=%d stage2_epoch=%d", self.dir.path, self.phase,
+                 self.stage1_epoch, self.stage2_epoch)
+
+    def _save_best(self, key: str, val: float, epoch: int, modules: dict) -> None:
+        b = self.best.get(key)
+        if b is None or val > b["val"]:
+            self.best[key] = {"val": val, "epoch": epoch}
+            self.dir.save_best(key, {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()})
+
+    def _tick(self) -> None:
+        self.save()
+        self.session_epochs += 1
+        if self.interrupt_after is not None and self.session_epochs >= self.interrupt_after:
+            raise RunInterrupted(f"interrupted after {self.session_epochs} epoch(s); "
+                                 f"resume with --resume {self.dir.path}")
+
+    # ------------------------------------------------------------ train / eval
+    def _autocast(self):
+        """bfloat16 autocast for the training forward pass when ``amp`` (no loss scaling needed)."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+
+    def _weighted(self, loss: torch.Tensor, n_local: int, global_size: int) -> torch.Tensor:
+        """The shard's mean loss weighted so DDP's average is the global batch mean."""
+        return loss if self.world == 1 else loss * (n_local * self.world / global_size)
+
+    def _train_uni(self, m: int) -> dict:
+        net, opt = self.uni_nets[m], self.opts[f"m{m}"]
+        set_lr(opt, step_lr(self.cfg.lr_stage1, self.modality_epochs[m - 1], self.cfg.lr_step_epochs,
+                            self.cfg.lr_gamma))
+        net.train()
+        sizes = self.samplers[f"m{m}"].global_sizes()
+        tot, correct, n = 0.0, 0, 0
+        for b, batch in enumerate(self.loaders[f"m{m}"]):
+            x, y = batch[m - 1].to(self.device), batch[2].to(self.device)
+            with self._autocast():
+                logits = net(x).float()
+            loss = F.cross_entropy(logits, y)
+            _check_loss(loss, f"Stage I modality {m}")
+            opt.zero_grad(set_to_none=True)
+            self._weighted(loss, len(y), sizes[b]).backward()
+            opt.step()
+            tot += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+        D.sync_buffers(getattr(self.model, f"encoder{m}"))
+        D.sync_buffers(getattr(self.model, f"head{m}"))
+        tot, correct, n = D.all_sum([tot, correct, n], self.device)
+        return {"loss": tot / n, "acc": correct / n}
+
+    @torch.no_grad()
+    def _eval(self, split: str, m: int | None = None, model: JointModel | None = None) -> dict:
+        """Loss and accuracy on a split: the joint model's (``m=None``, with each head's) or one modality's."""
+        model = model or self.model
+        was = model.training
+        model.eval()
+        tot, c, c1, c2, n = 0.0, 0, 0, 0, 0
+        for x1, x2, y in self.eval_loaders[split]:
+            x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
+            if m is None:
+                fused, l1, l2 = model(x1, x2)
+                c1 += (l1.argmax(1) == y).sum().item()
+                c2 += (l2.argmax(1) == y).sum().item()
+            else:
+                fused = getattr(model, f"head{m}")(getattr(model, f"encoder{m}")(x1 if m == 1 else x2))
+            tot += F.cross_entropy(fused, y, reduction="sum").item()
+            c += (fused.argmax(1) == y).sum().item()
+            n += len(y)
+        model.train(was)
+        tot, c, c1, c2, n = D.all_sum([tot, c, c1, c2, n], self.device)
+        return {"loss": tot / n, "acc": c / n, "acc1": c1 / n, "acc2": c2 / n}
+
+    def _start_stage2(self) -> None:
+        cfg = self.cfg
+        lr = cfg.lr_stage1 if cfg.method == "joint" else cfg.lr_stage2
+        self.opt_joint = make_optimizer(self.model.parameters(), name=cfg.optimizer, lr=lr,
+                                        momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if self.joint_net is None:
+            self.joint_net = D.DDP(_Outputs(self.model), **self._ddp_kw)
+        epochs = cfg.joint_epochs if cfg.method == "joint" else cfg.stage2_epochs
+        self.strategy.setup(self.model, n_classes=self.data.n_classes, epochs=epochs)
+        self.strategy_ready = True
+
+    def _train_joint(self) -> dict:
+        cfg, s = self.cfg, self.strategy
+        base = cfg.lr_stage1 if cfg.method == "joint" else cfg.lr_stage2
+        set_lr(self.opt_joint, step_lr(base, self.stage2_epoch - 1, cfg.lr_step_epochs, cfg.lr_gamma))
+        net = self.joint_net
+        net.train()
+        s.on_epoch_start(self.stage2_epoch, self.model)
+        sizes = self.samplers["joint"].global_sizes()
+        tot, correct, n = 0.0, 0, 0
+        for b, (x1, x2, y) in enumerate(self.loaders["joint"]):
+            x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
+            with self._autocast():
+                out = net(x1, x2)
+            out = JointOutput(*(t.float() for t in out))
+            loss = s.loss(out, y, self.model)
+            _check_loss(loss, "Stage II")
+            self.opt_joint.zero_grad(set_to_none=True)
+            self._weighted(loss, len(y), sizes[b]).backward()
+            s.after_backward(self.model, out, y)
+            self.opt_joint.step()
+            tot += loss.item() * len(y)
+            correct += (out.fused.argmax(1) == y).sum().item()
+            n += len(y)
+        D.sync_buffers(self.model)
+        tot, correct, n = D.all_sum([tot, correct, n], self.device)
+        return {"loss": tot / n, "acc": correct / n}
+
+    # ------------------------------------------------------------------- probe
+    def _embed(self, m: int) -> tuple:
+        """Probe embeddings of encoder ``m`` (all ranks' shards, in order); cached while it is paused."""
+        key = self.modality_epochs[m - 1]
+        hit = self._cache.get(m)
+        if self.cfg.probe_cache and hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        z, y = probing.embed_labeled(getattr(self.model, f"encoder{m}"), self.eval_loaders["probe"], m)
+        z, y = D.gather_strided(z, y.astype(np.int64), len(self.data.splits["probe"]))
+        if self.cfg.probe_cache:
+            self._cache[m] = (key, z, y)
+        return z, y
+
+    def do_probe(self) -> dict:
+        cfg = self.cfg
+        (z1, y), (z2, _) = self._embed(1), self._embed(2)
+        if cfg.probe_cache:
+            self.dir.save_arrays(f"epoch_{self.stage1_epoch:04d}", z1=z1, z2=z2, y=y,
+                                 modality_epochs=np.array(self.modality_epochs))
+        obs = None
+        if self.rank == 0:   # one PID per probe, broadcast: every rank's controller decides alike
+            counts = probing.probe_histogram(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
+                                             binning=cfg.binning)
+            obs = probing.observe_counts(counts, signal="pid" if cfg.method == "pid" else "mi",
+                                         pid_method=cfg.pid_method)
+        return D.broadcast_obj(obs)
+
+    # ------------------------------------------------------------- stage I
+    def stage1_plan(self):
+        """Modalities to train in the next Stage I epoch, or None when Stage I is over."""
+        cfg = self.cfg
+        if cfg.method in ("pid", "mi"):
+            return None if self.controller.finished else self.controller.decision.modalities
+        if cfg.method == "unimodal":
+            return (1, 2) if self.stage1_epoch < cfg.unimodal_epochs else None
+        e1, e2 = cfg.schedule_epochs
+        mods = tuple(m for m, e in ((1, e1), (2, e2)) if self.modality_epochs[m - 1] < e)
+        return mods or None
+
+    def run_stage1(self, bar) -> None:
+        cfg = self.cfg
+        while True:
+            mods = self.stage1_plan()
+            if mods is None:
+                break
+            self.stage1_epoch += 1
+            ev = {"type": "epoch", "phase": "stage1", "epoch": self.stage1_epoch}
+            for m in mods:
+                tr = self._train_uni(m)
+                va = self._eval("val", m)
+                self.modality_epochs[m - 1] += 1
+                ev[f"m{m}"] = {"train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va["loss"],
+                               "val_acc": va["acc"], "modality_epoch": self.modality_epochs[m - 1]}
+                if cfg.method == "unimodal":
+                    self._save_best(f"m{m}", va["acc"], self.stage1_epoch,
+                                    {"encoder": getattr(self.model, f"encoder{m}"),
+                                     "head": getattr(self.model, f"head{m}")})
+            ev["modality_epochs"] = list(self.modality_epochs)
+            self.dir.event(ev)
+            bar.update(1)
+            bar.set_postfix({f"val{m}": f"{ev[f'm{m}']['val_acc']:.3f}" for m in mods})
+            if self.controller is not None and self.controller.due(self.stage1_epoch):
+                obs = self.do_probe()
+                dec = self.controller.observe(obs, self.stage1_epoch)
+                rec = {"epoch": self.stage1_epoch, "modality_epochs": list(self.modality_epochs), **obs,
+                       "decision": dec.to_dict(), "reason": dec.reason}
+                self.probes.append(rec)
+                self.dir.event({"type": "probe", **rec})
+                log.info("probe at Stage I epoch %d: %s -> %s", self.stage1_epoch,
+                         {k: round(v, 4) for k, v in obs.items() if isinstance(v, float)}, dec.reason)
+            self._tick()
+        self.phase = "done" if cfg.method == "unimodal" else "stage2"
+        if self.phase == "stage2":
+            self.dir.event({"type": "stage2_start", "stage1_epoch": self.stage1_epoch,
+                            "modality_epochs": list(self.modality_epochs)})
+        self.save()
+
+    # ------------------------------------------------------------ stage II
+    def run_stage2(self, bar) -> None:
+        cfg = self.cfg
+        n = cfg.joint_epochs if cfg.method == "joint" else cfg.stage2_epochs
+        if self.opt_joint is None:
+            self._start_stage2()
+        while self.stage2_epoch < n:
+            self.stage2_epoch += 1
+            tr = self._train_joint()
+            va = self._eval("val")
+            ev = {"type": "epoch", "phase": "stage2", "epoch": self.stage2_epoch, "train_loss": tr["loss"],
+                  "train_acc": tr["acc"], "val_loss": va["loss"], "val_acc": va["acc"], "val_acc1": va["acc1"],
+                  "val_acc2": va["acc2"]}
+            self.strategy.on_epoch_end(self.stage2_epoch, {k: v for k, v in ev.items() if k not in ("type", "phase")})
+            self.dir.event(ev)
+            self._save_best("joint", va["acc"], self.stage2_epoch, {"model": self.model})
+            bar.update(1)
+            bar.set_postfix(val=f"{va['acc']:.3f}")
+            self._tick()
+        self.phase = "done"
+        self.save()
+
+    # -------------------------------------------------------------- finish
+    def finish(self, t0: float) -> RunResult:
+        cfg = self.cfg
+        best = self.dir.load_best()   # every rank reads it (written before the last barrier)
+        unimodal = {}
+        if cfg.method == "unimodal":
+            for m in (1, 2):
+                model = copy.deepcopy(self.model)
+                getattr(model, f"encoder{m}").load_state_dict(best[f"m{m}"]["encoder"])
+                getattr(model, f"head{m}").load_state_dict(best[f"m{m}"]["head"])
+                te = self._eval("test", m, model)
+                unimodal[str(m)] = {"val_accuracy": self.best[f"m{m}"]["val"], "epoch": self.best[f"m{m}"]["epoch"],
+                                    "test_accuracy": te["acc"]}
+            m = 1 if unimodal["1"]["val_accuracy"] >= unimodal["2"]["val_accuracy"] else 2
+            sel = {"phase": "unimodal", "modality": m, "epoch": unimodal[str(m)]["epoch"]}
+            test, val = unimodal[str(m)]["test_accuracy"], unimodal[str(m)]["val_accuracy"]
+            model = None
+        else:
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(best["joint"]["model"])
+            te = self._eval("test", None, model)
+            sel = {"phase": "stage2", "epoch": self.best["joint"]["epoch"],
+                   "test_acc_head1": te["acc1"], "test_acc_head2": te["acc2"]}
+            test, val = te["acc"], self.best["joint"]["val"]
+        res = RunResult(method=cfg.method, dataset=self.data.name, seed=cfg.seed, test_accuracy=test,
+                        val_accuracy=val, selected=sel, stage1_epochs=list(self.modality_epochs),
+                        unimodal=unimodal, probes=self.probes, run_dir=self.dir.path,
+                        wall_time_s=time.time() - t0, model=model if self.rank == 0 else None)
+        self.dir.event({"type": "result", **{k: v for k, v in res.to_dict().items() if k != "probes"}})
+        self.dir.write_result(res.to_dict())
+        if cfg.plots and self.rank == 0:
+            from .plots import plot_run
+            plot_run(self.dir.path)
+        D.barrier()
+        return res
+
+
+# ----------------------------------------------------------------------- entry point
+def _default_out(config: RunConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{config.dataset}-{config.method}-s{config.seed}-{stamp}")
+
+
+def _as_config(config) -> RunConfig:
+    if config is None:
+        return RunConfig()
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, dict):
+        return RunConfig.from_dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(os.fspath(config))
+    raise TypeError(f"config must be a RunConfig, a dict, a path or None, got {type(config).__name__}")
+
+
+def _on_rank0(fn):
+    """Run ``fn`` on rank 0 only; its ValueError (or result) reaches every rank."""
+    out, err = None, None
+    if D.rank_world()[0] == 0:
+        try:
+            out = fn()
+        except ValueError as e:
+            err = str(e)
+    err, out = D.broadcast_obj((err, out))
+    if err is not None:
+        raise RunDirError(err)
+    return out
+
+
+def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, *,
+        resume: str | None = None, interrupt_after: int | None = None, overwrite: bool = False) -> RunResult:
+    """Train under ``config`` and return a :class:`RunResult` (one process or every rank of torchrun).
+
+    config : a :class:`RunConfig`, a dict, or a path to a JSON/YAML file.
+        With ``resume`` it may be None (the run directory's config.json is used).
+    data : optional users' data (see :func:`multimodal_sched.data.as_multimodal_data`):
+        ``{"train": (x1, x2, y), "val": ..., "test": ..., "probe": ...}`` with
+        arrays/tensors or torch Datasets; replaces ``config.dataset``.
+    encoders : optional pair of ``nn.Module`` mapping each modality to a 2-D
+        embedding; widths are inferred by a dry forward pass.  They are copied,
+        the trained joint model is ``RunResult.model`` (rank 0).
+    resume : a run directory to continue from its last epoch-boundary checkpoint;
+        the result equals an uninterrupted run (same data and encoders needed).
+    interrupt_after : stop with :class:`RunInterrupted` after that many epochs
+        in this call (the state is checkpointed first); for testing resume.
+    overwrite : replace the files of an earlier run in ``config.out``.
+
+    Under torchrun (``WORLD_SIZE > 1``) the process group is created from the environment
+    (gloo on CPU, nccl on CUDA) when not yet initialized and kept for later runs in the process.
+    Everything is validated before the first epoch.
+    """
+    t0 = time.time()
+    if resume is not None:
+        checked = {}
+
+        def check():
+            cfg_dict, checked["state"] = RunDir(resume).check_resume()
+            return cfg_dict
+
+        saved_dict = _on_rank0(check)
+        saved = RunConfig.from_dict(saved_dict)
+        if config is not None:
+            cfg = _as_config(config)
+            if cfg.replace(out=resume, progress=saved.progress).to_dict() != saved.replace(out=resume).to_dict():
+                raise ValueError(f"config differs from the one saved in {resume!r}; resume with config=None")
+        config = saved.replace(out=resume)
+    else:
+        config = _as_config(config)
+    # with users' data the dataset / data_path fields do not apply
+    (config if data is None else config.replace(dataset="cg-digits", data_path=None)).validate()
+    device = config.device
+    if D.launched_by_torchrun():
+        _, _, device = D.init_process_group(config.device)
+    rank, world = D.rank_world()
+    mdata, paper_encoders = build_dataset(config, data)
+    encoders = encoders if encoders is not None else paper_encoders
+    _validate_against_data(config, mdata)
+
+    if resume is None:
+        run_dir = D.broadcast_obj(config.out or _default_out(config))
+        config = config.replace(out=run_dir)
+        saved_dict = config.to_dict()
+        rd = RunDir(run_dir, writer=rank == 0)
+        _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
+        state = None
+    else:
+        rd = RunDir(resume, writer=rank == 0)
+        state = checked.get("state") or rd.load_checkpoint()
+    if device != config.device:   # this rank's GPU; config.json keeps what the user wrote
+        config = config.replace(device=device)
+
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    try:
+        runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)
+        runner.interrupt_after = interrupt_after
+        if state is not None:
+            runner.load(state)
+        res = _execute(runner, config, rank, t0)
+    finally:
+        torch.set_num_threads(threads)
+    return res
+
+
+def _execute(runner: Runner, config: RunConfig, rank: int, t0: float) -> RunResult:
+    from tqdm.auto import tqdm
+
+    show = config.progress and rank == 0
+    if runner.phase == "stage1":
+        total = {"unimodal": config.unimodal_epochs, "schedule": max(config.schedule_epochs)}.get(
+            config.method, config.max_unimodal_epochs)
+        with tqdm(total=total, initial=runner.stage1_epoch, desc=f"{config.method} stage I",
+                  disable=not show, leave=False) as bar:
+            runner.run_stage1(bar)
+    if runner.phase == "stage2":
+        total = config.joint_epochs if config.method == "joint" else config.stage2_epochs
+        with tqdm(total=total, initial=runner.stage2_epoch, desc=f"{config.method} stage II",
+                  disable=not show, leave=False) as bar:
+            runner.run_stage2(bar)
+    res = runner.finish(t0)
+    log.info("run %s done: test accuracy %.4f (val %.4f) in %.1fs", runner.dir.path, res.test_accuracy,
+             res.val_accuracy, res.wall_time_s)
+    return res
