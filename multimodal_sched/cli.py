@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from . import require_extra
+    try:
+        require_extra()
+    except ImportError as e:
+        sys.stderr.write(f"multimodal-sched: {e}\n")
+        return 1
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

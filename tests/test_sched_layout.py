@@ -90,3 +90,22 @@ def test_the_three_simple_strategies_are_registered_one_module_each():
     assert STRATEGIES["aux"].defaults == {"weight": 0.6}
     with pytest.raises(ValueError, match="weight"):
         STRATEGIES["aux"](weight=-1)
+
+
+def test_without_torch_the_command_names_the_extra_in_one_line():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from multimodal_sched.cli import main\n"
+            "rc = main(['run', '--dataset', 'cg-digits'])\n"
+            "import multimodal_sched as ms\n"
+            "assert ms.RunConfig().method == 'pid'   # config and controller work without torch\n"
+            "try:\n    ms.run\nexcept ImportError as e:\n    print(e)\n"
+            "sys.exit(rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "torch" in lines[0] and "pip install 'fastpid[sched]'" in lines[0]
+    assert "fastpid[sched]" in out.stdout and "torch" in out.stdout

@@ -166,7 +166,11 @@ def test_docs_your_own_data_section_runs(tmp_path, monkeypatch):
         ns = {}
         for code in blocks:
             exec(compile(code, "README.md", "exec"), ns)
-    assert 0.0 <= ns["result"].test_accuracy <= 1.0
+    res, (x1, x2, y) = ns["result"], ns["data"]["test"]
+    res.model.eval()
+    with torch.no_grad():   # the reported accuracy is the returned model's on the test split, above chance
+        acc = (res.model(torch.as_tensor(x1), torch.as_tensor(x2))[0].argmax(1).numpy() == y).mean()
+    assert res.test_accuracy == pytest.approx(acc, abs=1e-12) and res.test_accuracy > 1 / 3
     assert ns["decision"].start_joint
 
 
@@ -178,4 +182,4 @@ def test_npz_dataset_through_config(tmp_path):
     np.savez(path, **arrays)
     res = run(RunConfig(dataset="npz", data_path=str(path), method="joint", joint_epochs=2,
                         out=str(tmp_path / "npz"), **FAST))
-    assert res.dataset == "mine.npz" and 0.0 <= res.test_accuracy <= 1.0
+    assert res.dataset == "mine.npz" and res.test_accuracy > 0.5     # 3 classes: chance is 1/3
