@@ -1,7 +1,7 @@
 """Console entry point ``multimodal-sched`` (also ``python -m multimodal_sched``).
 
     multimodal-sched run --config FILE | --dataset cg-digits [--seed N] [--out RUN_DIR]
-                         [--method pid|mi|joint|unimodal|schedule] [--resume RUN_DIR]
+                         [--method pid|mi|joint|unimodal|schedule] [--resume RUN_DIR] [--overwrite]
     multimodal-sched compare [--datasets cg-digits synthetic] [--seeds 0 1 2] [--out DIR]
     multimodal-sched prepare cremad|ave|ucf101|cgmnist --raw DIR --out DIR [--force]
     torchrun --nproc-per-node N -m multimodal_sched run ...     (DistributedDataParallel)
@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
     r.add_argument("--method", choices=METHODS)
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    r.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     c = sub.add_parser("compare", help="the benchmark table (all methods x seeds x datasets)")
     c.add_argument("--datasets", nargs="+", default=["cg-digits", "synthetic"])
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     try:
         if args.resume:
             overrides = [n for n in ("config", "dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None]
+            overrides += ["overwrite"] if args.overwrite else []
             if overrides:
                 raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
             result = run(None, resume=args.resume)
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
             if args.no_progress:
                 changes["progress"] = False
             cfg = cfg.replace(**changes)
-            result = run(cfg)
+            result = run(cfg, overwrite=args.overwrite)
     except (ValueError, TypeError) as e:
         log.error("%s", e)
         return 2

@@ -163,7 +163,14 @@ class RunConfig:
             bad("seed", f"must be a non-negative integer, got {self.seed!r}")
         if self.num_threads is not None and not (isinstance(self.num_threads, int) and self.num_threads >= 1):
             bad("num_threads", f"must be None (leave torch's setting) or >= 1, got {self.num_threads!r}")
-        if not str(self.device).startswith(("cpu", "cuda", "mps")):
+        if self.out is not None and not (isinstance(self.out, str) and self.out):
+            bad("out", f"must be None (a fresh runs/... folder) or a folder path, got {self.out!r}")
+        if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
+            bad("eps", f"must be in (0, 1), got {self.eps!r}")
+        for name in ("probe_cache", "amp", "progress", "plots"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, f"must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.device, str) or not self.device.startswith(("cpu", "cuda", "mps")):
             bad("device", f"must be 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
         return self
 

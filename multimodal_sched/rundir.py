@@ -108,19 +108,23 @@ class RunDir:
                               "(--overwrite) to replace it")
         if not self.writer:
             return
-        for n in found:
-            q = os.path.join(p, n)
-            shutil.rmtree(q) if os.path.isdir(q) else os.remove(q)
-        os.makedirs(self.file("checkpoints"), exist_ok=True)
-        atomic_write_text(self.file("config.json"), json.dumps(config, indent=2))
-        atomic_write_text(self.file("events.jsonl"), "")
+        try:
+            for n in found:
+                q = os.path.join(p, n)
+                shutil.rmtree(q) if os.path.isdir(q) else os.remove(q)
+            os.makedirs(self.file("checkpoints"), exist_ok=True)
+            atomic_write_text(self.file("events.jsonl"), "")
+            atomic_write_text(self.file("config.json"), json.dumps(config, indent=2))
+        except OSError as e:
+            raise RunDirError(f"cannot create run directory {p!r}: {e.strerror or e}") from None
 
     # --------------------------------------------------------------------- resume
     def check_resume(self) -> tuple:
         """Verify the folder before a resume; ``(config dict, checkpoint state)`` or a RunDirError."""
         p = self.path
         if not os.path.isdir(p):
-            raise RunDirError(f"cannot resume {p!r}: no such folder")
+            raise RunDirError(f"cannot resume {p!r}: " + ("it is a file, not a run directory" if os.path.exists(p)
+                                                          else "no such folder"))
         cfg_path = self.file("config.json")
         if not os.path.isfile(cfg_path):
             raise RunDirError(f"cannot resume {p!r}: config.json is missing")
