@@ -10,7 +10,7 @@ https://ossci-datasets.s3.amazonaws.com/mnist/).  Expected layout under ``root``
 Only MNIST is needed: modality 1 is the gray digit ``(1, 28, 28)`` in [0, 1];
 modality 2 is a colored copy made by :func:`colorize` ``(3, 28, 28)``: the
 digit's strokes painted in one color on black.  In train, val and probe the
-color is the class's color (:data:`~multimodal_sched.data.cg_digits.PALETTE`)
+color is the class's color (:data:`~multimodal_sched.data.builtin.cg_digits.PALETTE`)
 with probability ``color_corr`` (default 1.0) plus Gaussian jitter
 (``jitter`` = 0.1 per channel, clipped to [0, 1]); in test it is a uniformly
 random RGB color, so the color shortcut that wins the modality competition in
