@@ -1,0 +1,273 @@
+"""Stage II strategies on a scripted two-modality batch: each coefficient or weight against
+the value its paper's equation gives, worked out here independently of the strategy code."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multimodal_sched.methods.base import JointOutput, get_strategy
+from multimodal_sched.methods import mmpareto as mmpareto_mod  # noqa: F401  (registers)
+from multimodal_sched.methods import ogm_ge as ogm_mod  # noqa: F401
+from multimodal_sched.methods.mmpareto import pareto_weights
+from multimodal_sched.methods.ogm_ge import ogm_coefficients
+
+C = 3  # classes
+
+
+class _Concat(nn.Module):
+    def __init__(self, d1, d2):
+        super().__init__()
+        self.fc = nn.Linear(d1 + d2, C)
+
+    def forward(self, z1, z2):
+        return self.fc(torch.cat([z1, z2], 1))
+
+
+class _Sum(nn.Module):
+    def __init__(self, d1, d2):
+        super().__init__()
+        self.fc1 = nn.Linear(d1, C)
+        self.fc2 = nn.Linear(d2, C, bias=False)
+
+    def forward(self, z1, z2):
+        return self.fc1(z1) + self.fc2(z2)
+
+
+class Tiny(nn.Module):
+    """Two linear+tanh encoders (widths 4 and 3), unimodal heads, a linear fusion."""
+
+    def __init__(self, fusion="concat", seed=0, shared_head=False, d2=3):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder1 = nn.Sequential(nn.Linear(5, 4), nn.Tanh())
+        self.encoder2 = nn.Sequential(nn.Linear(2, d2), nn.Tanh())
+        self.head1, self.head2 = nn.Linear(4, C), nn.Linear(d2, C)
+        self.fusion = (_Concat if fusion == "concat" else _Sum)(4, d2)
+        if shared_head:
+            self.shared_head = nn.Linear(4, C)
+
+    def outputs(self, x1, x2):
+        z1, z2 = self.encoder1(x1), self.encoder2(x2)
+        return JointOutput(self.fusion(z1, z2), self.head1(z1), self.head2(z2), z1, z2)
+
+
+def batch(seed=1, n=8):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % C
+    # modality 1 carries the label strongly, modality 2 is mostly noise
+    x1 = torch.randn(n, 5, generator=g) * 0.3
+    x1[torch.arange(n), y] += 2.0
+    x2 = torch.randn(n, 2, generator=g)
+    return x1, x2, y
+
+
+def step(strategy, model, x1, x2, y, epoch=1):
+    """One pass of the runner's Stage II loop body (no optimizer step); returns grads before and
+    after ``after_backward``."""
+    strategy.on_epoch_start(epoch, model)
+    model.zero_grad()
+    out = model.outputs(x1, x2)
+    strategy.loss(out, y, model).backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    strategy.after_backward(model, out, y)
+    after = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return before, after, out
+
+
+# ---- OGM-GE -----------------------------------------------------------------------------------
+
+def _hand_shares(model, z1, z2, fusion):
+    """Each modality's share of the fused classifier, written out from the weights."""
+    if fusion == "concat":
+        W, b = model.fusion.fc.weight, model.fusion.fc.bias
+        d1 = z1.shape[1]
+        return z1 @ W[:, :d1].T + b / 2, z2 @ W[:, d1:].T + b / 2
+    b = model.fusion.fc1.bias
+    return z1 @ model.fusion.fc1.weight.T + b / 2, z2 @ model.fusion.fc2.weight.T + b / 2
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum"])
+def test_ogm_scales_only_dominant_encoder_by_eq10(fusion):
+    model = Tiny(fusion)
+    with torch.no_grad():  # make modality 1 dominant: its encoder and fusion weights read the label
+        model.encoder1[0].weight.copy_(torch.eye(4, 5))
+        model.encoder1[0].bias.zero_()
+        if fusion == "concat":
+            model.fusion.fc.weight[:, :4] += 3 * torch.eye(C, 4)
+        else:
+            model.fusion.fc1.weight += 3 * torch.eye(C, 4)
+    x1, x2, y = batch()
+    alpha = 0.4
+    s = get_strategy("ogm-ge", alpha=alpha, ge=False)
+    before, after, out = step(s, model, x1, x2, y)
+    with torch.no_grad():
+        sh1, sh2 = _hand_shares(model, out.z1, out.z2, fusion)
+        # the two shares add up to the fused logits
+        assert torch.allclose(sh1 + sh2, out.fused, atol=1e-6)
+        p1 = torch.softmax(sh1, 1)[torch.arange(len(y)), y].sum().item()
+        p2 = torch.softmax(sh2, 1)[torch.arange(len(y)), y].sum().item()
+    rho = p1 / p2
+    assert rho > 1.2, "scripted batch must make modality 1 dominant"
+    k = 1 - math.tanh(alpha * rho)
+    assert s.last["rho1"] == pytest.approx(rho, rel=1e-6)
+    assert s.last["k1"] == pytest.approx(k, rel=1e-6) and s.last["k2"] == 1.0
+    assert k < 0.9  # it really modulates (a ratio stuck at 1 would give k = 1 - tanh(alpha))
+    for n in before:
+        if n.startswith("encoder1."):
+            assert torch.allclose(after[n], k * before[n], rtol=1e-6, atol=1e-9), n
+        else:
+            assert torch.equal(after[n], before[n]), n
+
+
+def test_ogm_coefficients_symmetric_and_only_above_one():
+    rho, k1, k2 = ogm_coefficients(2.0, 8.0, 0.5)
+    assert rho == 0.25 and k1 == 1.0 and k2 == pytest.approx(1 - math.tanh(0.5 * 4.0))
+    assert ogm_coefficients(3.0, 3.0, 0.5) == (1.0, 1.0, 1.0)
+
+
+def test_ogm_noise_seeded_and_matches_gradient_scale():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge", alpha=0.1, seed=7)
+    before, after, _ = step(s, model, x1, x2, y)
+    k = {1: s.last["k1"], 2: s.last["k2"]}
+    gen = torch.Generator().manual_seed(7)
+    for enc in (1, 2):
+        for n, p in getattr(model, f"encoder{enc}").named_parameters():
+            g = before[f"encoder{enc}.{n}"]
+            noise = torch.randn(g.shape, generator=gen) * g.std()
+            assert torch.allclose(after[f"encoder{enc}.{n}"], k[enc] * g + noise, atol=1e-6)
+    for n in before:  # heads and fusion untouched
+        if not n.startswith("encoder"):
+            assert torch.equal(after[n], before[n])
+
+
+def test_ogm_window_and_state_round_trip():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge", modulation_start=2, modulation_end=3)
+    before, after, _ = step(s, model, x1, x2, y, epoch=1)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert s.last["modulated"] is False
+    step(s, model, x1, x2, y, epoch=2)  # advances the noise generator
+    state = s.state_dict()
+    _, a1, _ = step(s, model, x1, x2, y, epoch=2)
+    s2 = get_strategy("ogm-ge", modulation_start=2, modulation_end=3)
+    s2.load_state_dict(state)
+    _, a2, _ = step(s2, model, x1, x2, y, epoch=2)
+    assert all(torch.equal(a1[n], a2[n]) for n in a1)
+    with pytest.raises(ValueError, match="state keys"):
+        s2.load_state_dict({"epoch": 1})
+
+
+@pytest.mark.parametrize("opts", [{"alpha": 0.0}, {"alpha": -1.0}, {"alpha": float("nan")},
+                                  {"modulation_start": 0}, {"modulation_start": 5, "modulation_end": 2},
+                                  {"beta": 1.0}])
+def test_ogm_bad_options(opts):
+    with pytest.raises(ValueError):
+        get_strategy("ogm-ge", **opts)
+
+
+def test_ogm_bad_option_type():
+    with pytest.raises(TypeError, match="alpha"):
+        get_strategy("ogm-ge", alpha="big")
+    with pytest.raises(TypeError, match="ge"):
+        get_strategy("ogm-ge", ge=1)
+
+
+def test_ogm_needs_linear_fusion():
+    model = Tiny()
+    model.fusion = nn.Bilinear(4, 3, C)
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge")
+    with pytest.raises(ValueError, match="not linear"):
+        step(s, model, x1, x2, y)
+
+
+# ---- MMPareto ---------------------------------------------------------------------------------
+
+def test_pareto_weights_hand_example():
+    g_m, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])  # g_m . g_u = -0.5
+    a_m, a_u = pareto_weights(g_m, g_u)
+    # min_a ||a g_m + (1-a) g_u||^2: a = (g_u - g_m).g_u / ||g_m - g_u||^2 = 1.75 / 3.25
+    assert a_m == pytest.approx(1.75 / 3.25) and a_u == pytest.approx(1.5 / 3.25)
+    d = a_m * g_m + a_u * g_u
+    assert float(d @ g_m) >= -1e-12 and float(d @ g_u) >= -1e-12
+    assert pareto_weights(torch.tensor([1.0, 1.0]), torch.tensor([1.0, -0.5])) == (0.5, 0.5)
+
+
+def test_pareto_weights_min_norm_and_common_direction_random():
+    gen = torch.Generator().manual_seed(3)
+    grid = torch.linspace(0, 1, 2001, dtype=torch.float64)
+    seen = 0
+    for _ in range(200):
+        g_m = torch.randn(6, generator=gen, dtype=torch.float64)
+        g_u = torch.randn(6, generator=gen, dtype=torch.float64) * 3
+        if float(g_m @ g_u) >= 0:
+            continue
+        seen += 1
+        a_m, a_u = pareto_weights(g_m, g_u)
+        d = a_m * g_m + a_u * g_u
+        assert float(d @ g_m) >= -1e-9 and float(d @ g_u) >= -1e-9
+        norms = (grid[:, None] * g_m + (1 - grid[:, None]) * g_u).norm(dim=1)
+        assert float(d.norm()) <= float(norms.min()) + 1e-9
+    assert seen > 50
+
+
+def _hand_grads(model, x1, x2, y, k):
+    params = list(getattr(model, f"encoder{k}").parameters())
+    out = model.outputs(x1, x2)
+    g_m = torch.autograd.grad(F.cross_entropy(out.fused, y), params, retain_graph=True)
+    lu = F.cross_entropy(out.logits1 if k == 1 else out.logits2, y)
+    g_u = torch.autograd.grad(lu, params)
+    return torch.cat([g.reshape(-1) for g in g_m]), torch.cat([g.reshape(-1) for g in g_u])
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_mmpareto_encoder_gradient_matches_algorithm(seed):
+    model = Tiny(seed=seed)
+    x1, x2, y = batch(seed + 1)
+    s = get_strategy("mmpareto")
+    hand = {k: _hand_grads(model, x1, x2, y, k) for k in (1, 2)}
+    before, after, _ = step(s, model, x1, x2, y)
+    conflicts = 0
+    for k in (1, 2):
+        g_m, g_u = hand[k]
+        dot = float(g_m @ g_u)
+        if dot < 0:
+            conflicts += 1
+            diff = g_m - g_u
+            a = min(1.0, max(0.0, float(-diff @ g_u) / float(diff @ diff)))
+        else:
+            a = 0.5
+        h = 2 * (a * g_m + (1 - a) * g_u)
+        h = 1.5 * max(1.0, float((g_m + g_u).norm() / h.norm())) * h
+        got = torch.cat([after[f"encoder{k}.{n}"].reshape(-1)
+                         for n, _ in getattr(model, f"encoder{k}").named_parameters()])
+        assert torch.allclose(got, h, rtol=1e-5, atol=1e-7)
+        assert s.last[k]["conflict"] == (dot < 0)
+        if dot < 0:  # the min-norm direction before rescaling descends both objectives
+            d = a * g_m + (1 - a) * g_u
+            assert float(d @ g_m) >= -1e-7 and float(d @ g_u) >= -1e-7
+    for n in before:
+        if not n.startswith("encoder"):
+            assert torch.equal(after[n], before[n]), n
+    if seed == 0:
+        assert conflicts >= 1, "scripted batch must produce a conflict"
+
+
+def test_mmpareto_options_and_state():
+    for bad in ({"gamma": 0.0}, {"gamma": -1.0}, {"alpha": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("mmpareto", **bad)
+    with pytest.raises(TypeError):
+        get_strategy("mmpareto", rescale="yes")
+    s = get_strategy("mmpareto", gamma=1.0, rescale=False)
+    assert s.state_dict() == {}
+    s.load_state_dict({})
+    with pytest.raises(ValueError):
+        s.load_state_dict({"x": 1})
