@@ -12,8 +12,12 @@ from torch import nn
 from multimodal_sched.methods.base import JointOutput, get_strategy
 from multimodal_sched.methods import mmpareto as mmpareto_mod  # noqa: F401  (registers)
 from multimodal_sched.methods import ogm_ge as ogm_mod  # noqa: F401
+from multimodal_sched.methods import mla as mla_mod  # noqa: F401
+from multimodal_sched.methods import pmr as pmr_mod  # noqa: F401
+from multimodal_sched.methods.mla import mla_fused_logits
 from multimodal_sched.methods.mmpareto import pareto_weights
 from multimodal_sched.methods.ogm_ge import ogm_coefficients
+from multimodal_sched.methods.pmr import pmr_coefficients
 
 C = 3  # classes
 
@@ -271,3 +275,162 @@ def test_mmpareto_options_and_state():
     s.load_state_dict({})
     with pytest.raises(ValueError):
         s.load_state_dict({"x": 1})
+
+
+# ---- PMR --------------------------------------------------------------------------------------
+
+def _pmr_epoch1(s, model, x1, x2, y):
+    s.setup(model, n_classes=C, epochs=5)
+    s.on_epoch_start(1, model)
+    out = model.outputs(x1, x2)
+    loss = s.loss(out, y, model)
+    # no prototypes yet: the first epoch is the fused cross-entropy alone
+    assert torch.equal(loss, F.cross_entropy(out.fused, y))
+    return out
+
+
+def _class_means(z, y):
+    return torch.stack([z[y == k].mean(0) for k in range(C)])
+
+
+def test_pmr_loss_matches_equations():
+    model = Tiny()
+    with torch.no_grad():
+        model.encoder1[0].weight.copy_(torch.eye(4, 5))
+        model.encoder1[0].bias.zero_()
+    x1, x2, y = batch()
+    beta, gamma = 0.7, 0.3
+    s = get_strategy("pmr", beta=beta, gamma=gamma, entropy_epochs=2)
+    out1 = _pmr_epoch1(s, model, x1, x2, y)
+    s.on_epoch_start(2, model)
+    c1, c2 = _class_means(out1.z1.detach(), y), _class_means(out1.z2.detach(), y)
+    assert torch.allclose(s.protos[0].float(), c1, atol=1e-6)
+    assert torch.allclose(s.protos[1].float(), c2, atol=1e-6)
+
+    out = model.outputs(x1, x2)
+    loss = s.loss(out, y, model)
+    # by hand: p_k = exp(-||z - c_k||) / sum_j exp(-||z - c_j||)
+    def probs(z, c):
+        d = ((z[:, None, :] - c[None, :, :]) ** 2).sum(-1).sqrt()
+        e = torch.exp(-d)
+        return e / e.sum(1, keepdim=True)
+    p1, p2 = probs(out.z1, c1), probs(out.z2, c2)
+    n = torch.arange(len(y))
+    rho = (p1[n, y].sum() / p2[n, y].sum()).item()
+    assert rho > 1.05, "scripted batch must make modality 1 faster"
+    b2, g1 = beta * (rho - 1), gamma * (rho - 1)
+    pce2 = -torch.log(p2[n, y]).mean()
+    ent1 = -(p1 * torch.log(p1)).sum(1).mean()
+    expected = F.cross_entropy(out.fused, y) + b2 * pce2 - g1 * ent1
+    assert s.last["rho"] == pytest.approx(rho, rel=1e-5)
+    assert s.last["beta1"] == 0.0 and s.last["gamma2"] == 0.0
+    assert s.last["beta2"] == pytest.approx(b2, rel=1e-5)
+    assert s.last["gamma1"] == pytest.approx(g1, rel=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    # epoch 3: past entropy_epochs -> no entropy term; prototypes blended with momentum 0.2
+    s.on_epoch_start(3, model)
+    c1b = _class_means(out.z1.detach(), y)
+    assert torch.allclose(s.protos[0].float(), 0.8 * c1b + 0.2 * c1, atol=1e-6)
+    s.loss(model.outputs(x1, x2), y, model)
+    assert s.last["gamma1"] == 0.0 and s.last["beta2"] > 0
+
+
+def test_pmr_coefficients_symmetric():
+    assert pmr_coefficients(2.0, 1.0, 0.5, True) == (0.0, 1.0, 0.5, 0.0)
+    assert pmr_coefficients(0.5, 1.0, 0.5, True) == (1.0, 0.0, 0.0, 0.5)
+    assert pmr_coefficients(0.5, 1.0, 0.5, False) == (1.0, 0.0, 0.0, 0.0)
+    assert pmr_coefficients(1.0, 1.0, 0.5, True) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_pmr_state_round_trip_and_validation():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("pmr")
+    _pmr_epoch1(s, model, x1, x2, y)
+    state = s.state_dict()
+    s2 = get_strategy("pmr")
+    s2.setup(model, n_classes=C, epochs=5)
+    s2.load_state_dict(state)
+    for st in (s, s2):
+        st.on_epoch_start(2, model)
+    out = model.outputs(x1, x2)
+    assert s.loss(out, y, model).item() == s2.loss(out, y, model).item()
+    assert s.last == s2.last and s.last
+    with pytest.raises(ValueError, match="state keys"):
+        s2.load_state_dict({"epoch": 2})
+    for bad in ({"beta": -1.0}, {"prototype_momentum": 1.0}, {"prototype_momentum": 1.5},
+                {"entropy_epochs": -1}, {"alpha": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("pmr", **bad)
+    with pytest.raises(ValueError, match="labels"):
+        s.loss(out, y + C, model)
+
+
+# ---- MLA --------------------------------------------------------------------------------------
+
+def test_mla_alternates_and_projects_shared_head_gradient():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    alpha = 0.5
+    s = get_strategy("mla", alpha=alpha, normalize=False)
+    s.setup(model, n_classes=C, epochs=1)
+    # step 0: modality 1 through the shared head, no projection yet
+    before, after, out0 = step(s, model, x1, x2, y)
+    assert s.modality == 1
+    assert "encoder2.0.weight" not in before and "fusion.fc.weight" not in before
+    assert torch.equal(after["shared_head.weight"], before["shared_head.weight"])
+    hand0 = torch.autograd.grad(F.cross_entropy(model.shared_head(model.encoder1(x1)), y),
+                                model.shared_head.weight)[0]
+    assert torch.allclose(before["shared_head.weight"], hand0, atol=1e-7)
+    # step 1: modality 2; gradient projected by P = I - s s^T / (alpha + s^T s), s = mean z1
+    before, after, _ = step(s, model, x1, x2, y)
+    assert s.modality == 2
+    assert "encoder1.0.weight" not in before
+    s0 = out0.z1.detach().mean(0).double()
+    P = torch.eye(4, dtype=torch.float64) - torch.outer(s0, s0) / (alpha + s0 @ s0)
+    expected = (before["shared_head.weight"].double() @ P).float()
+    assert torch.allclose(after["shared_head.weight"], expected, atol=1e-7)
+    # the modified gradient leaves the head's response to s0 nearly unchanged
+    assert (after["shared_head.weight"].double() @ s0).norm() < \
+        0.5 * (before["shared_head.weight"].double() @ s0).norm()
+    assert torch.equal(after["shared_head.bias"], before["shared_head.bias"])
+
+
+def test_mla_normalize_state_and_requirements():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    s = get_strategy("mla")
+    s.setup(model, n_classes=C, epochs=1)
+    for _ in range(3):
+        step(s, model, x1, x2, y)
+    assert torch.linalg.matrix_norm(s.P).item() == pytest.approx(1.0)
+    state = s.state_dict()
+    _, a1, _ = step(s, model, x1, x2, y)
+    s2 = get_strategy("mla")
+    s2.load_state_dict(state)
+    _, a2, _ = step(s2, model, x1, x2, y)
+    assert all(torch.equal(a1[n], a2[n]) for n in a1)
+    with pytest.raises(ValueError, match="shared_head"):
+        get_strategy("mla").setup(Tiny(), n_classes=C, epochs=1)
+    with pytest.raises(ValueError, match="same width"):
+        m3 = Tiny(shared_head=True, d2=3)
+        get_strategy("mla").loss(m3.outputs(x1, x2), y, m3)
+    for bad in ({"alpha": 0.0}, {"beta": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("mla", **bad)
+
+
+def test_mla_fused_logits_entropy_weights():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    out = model.outputs(x1, x2)
+    l1, l2 = model.shared_head(out.z1), model.shared_head(out.z2)
+    def ent(l):
+        p = torch.softmax(l, 1)
+        return -(p * torch.log(p)).sum(1)
+    e1, e2 = ent(l1), ent(l2)
+    mx = torch.maximum(e1, e2)
+    w1, w2 = torch.exp(mx - e1), torch.exp(mx - e2)
+    expected = (w1 / (w1 + w2))[:, None] * l1 + (w2 / (w1 + w2))[:, None] * l2
+    assert torch.allclose(mla_fused_logits(model, out.z1, out.z2), expected, atol=1e-6)
