@@ -307,6 +307,8 @@ def test_pmr_loss_matches_equations():
     assert torch.allclose(s.protos[0].float(), c1, atol=1e-6)
     assert torch.allclose(s.protos[1].float(), c2, atol=1e-6)
 
+    with torch.no_grad():  # the encoder moves between epochs (as after optimizer steps)
+        model.encoder1[0].bias += 0.3
     out = model.outputs(x1, x2)
     loss = s.loss(out, y, model)
     # by hand: p_k = exp(-||z - c_k||) / sum_j exp(-||z - c_j||)
@@ -331,6 +333,7 @@ def test_pmr_loss_matches_equations():
     # epoch 3: past entropy_epochs -> no entropy term; prototypes blended with momentum 0.2
     s.on_epoch_start(3, model)
     c1b = _class_means(out.z1.detach(), y)
+    assert not torch.allclose(c1b, c1, atol=1e-2)
     assert torch.allclose(s.protos[0].float(), 0.8 * c1b + 0.2 * c1, atol=1e-6)
     s.loss(model.outputs(x1, x2), y, model)
     assert s.last["gamma1"] == 0.0 and s.last["beta2"] > 0
