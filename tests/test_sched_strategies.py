@@ -3,6 +3,8 @@ the value its paper's equation gives, worked out here independently of the strat
 from __future__ import annotations
 
 import math
+import os
+import socket
 
 import pytest
 import torch
@@ -51,12 +53,14 @@ class Tiny(nn.Module):
         self.encoder2 = nn.Sequential(nn.Linear(2, d2), nn.Tanh())
         self.head1, self.head2 = nn.Linear(4, C), nn.Linear(d2, C)
         self.fusion = (_Concat if fusion == "concat" else _Sum)(4, d2)
-        if shared_head:
-            self.shared_head = nn.Linear(4, C)
+        if shared_head:  # MLA: one head for both modalities
+            self.head2 = self.head1
 
     def outputs(self, x1, x2):
         z1, z2 = self.encoder1(x1), self.encoder2(x2)
         return JointOutput(self.fusion(z1, z2), self.head1(z1), self.head2(z2), z1, z2)
+
+    forward = outputs  # DDP all-reduces only through its own forward
 
 
 def batch(seed=1, n=8):
@@ -382,22 +386,22 @@ def test_mla_alternates_and_projects_shared_head_gradient():
     before, after, out0 = step(s, model, x1, x2, y)
     assert s.modality == 1
     assert "encoder2.0.weight" not in before and "fusion.fc.weight" not in before
-    assert torch.equal(after["shared_head.weight"], before["shared_head.weight"])
-    hand0 = torch.autograd.grad(F.cross_entropy(model.shared_head(model.encoder1(x1)), y),
-                                model.shared_head.weight)[0]
-    assert torch.allclose(before["shared_head.weight"], hand0, atol=1e-7)
+    assert torch.equal(after["head1.weight"], before["head1.weight"])
+    hand0 = torch.autograd.grad(F.cross_entropy(model.head1(model.encoder1(x1)), y),
+                                model.head1.weight)[0]
+    assert torch.allclose(before["head1.weight"], hand0, atol=1e-7)
     # step 1: modality 2; gradient projected by P = I - s s^T / (alpha + s^T s), s = mean z1
     before, after, _ = step(s, model, x1, x2, y)
     assert s.modality == 2
     assert "encoder1.0.weight" not in before
     s0 = out0.z1.detach().mean(0).double()
     P = torch.eye(4, dtype=torch.float64) - torch.outer(s0, s0) / (alpha + s0 @ s0)
-    expected = (before["shared_head.weight"].double() @ P).float()
-    assert torch.allclose(after["shared_head.weight"], expected, atol=1e-7)
+    expected = (before["head1.weight"].double() @ P).float()
+    assert torch.allclose(after["head1.weight"], expected, atol=1e-7)
     # the modified gradient leaves the head's response to s0 nearly unchanged
-    assert (after["shared_head.weight"].double() @ s0).norm() < \
-        0.5 * (before["shared_head.weight"].double() @ s0).norm()
-    assert torch.equal(after["shared_head.bias"], before["shared_head.bias"])
+    assert (after["head1.weight"].double() @ s0).norm() < \
+        0.5 * (before["head1.weight"].double() @ s0).norm()
+    assert torch.equal(after["head1.bias"], before["head1.bias"])
 
 
 def test_mla_normalize_state_and_requirements():
@@ -414,11 +418,11 @@ def test_mla_normalize_state_and_requirements():
     s2.load_state_dict(state)
     _, a2, _ = step(s2, model, x1, x2, y)
     assert all(torch.equal(a1[n], a2[n]) for n in a1)
-    with pytest.raises(ValueError, match="shared_head"):
+    with pytest.raises(ValueError, match="shared by both"):
         get_strategy("mla").setup(Tiny(), n_classes=C, epochs=1)
     with pytest.raises(ValueError, match="same width"):
-        m3 = Tiny(shared_head=True, d2=3)
-        get_strategy("mla").loss(m3.outputs(x1, x2), y, m3)
+        o = model.outputs(x1, x2)
+        get_strategy("mla").loss(o._replace(z2=o.z2[:, :3]), y, model)
     for bad in ({"alpha": 0.0}, {"beta": 1.0}):
         with pytest.raises(ValueError):
             get_strategy("mla", **bad)
@@ -428,7 +432,7 @@ def test_mla_fused_logits_entropy_weights():
     model = Tiny(shared_head=True, d2=4)
     x1, x2, y = batch()
     out = model.outputs(x1, x2)
-    l1, l2 = model.shared_head(out.z1), model.shared_head(out.z2)
+    l1, l2 = out.logits1, out.logits2
     def ent(l):
         p = torch.softmax(l, 1)
         return -(p * torch.log(p)).sum(1)
@@ -436,4 +440,72 @@ def test_mla_fused_logits_entropy_weights():
     mx = torch.maximum(e1, e2)
     w1, w2 = torch.exp(mx - e1), torch.exp(mx - e2)
     expected = (w1 / (w1 + w2))[:, None] * l1 + (w2 / (w1 + w2))[:, None] * l2
-    assert torch.allclose(mla_fused_logits(model, out.z1, out.z2), expected, atol=1e-6)
+    assert torch.allclose(mla_fused_logits(l1, l2), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        mla_fused_logits(l1, l2[:, :2])
+
+
+# ---- the same strategies under DDP (gloo, 2 CPU processes) -------------------------------------
+
+DDP_CASES = {  # name -> (options, model options, epochs run: one step each)
+    "ogm-ge": ({"alpha": 0.4, "seed": 3}, {"seed": 1}, [1]),
+    "mmpareto": ({}, {"seed": 1}, [1]),
+    "pmr": ({"beta": 0.7, "gamma": 0.3}, {"seed": 1}, [1, 2]),
+    "mla": ({"alpha": 0.5}, {"seed": 1, "shared_head": True, "d2": 4}, [1, 1, 1]),
+}
+
+
+def _run_case(name, model, x1, x2, y):
+    opts, _, epochs = DDP_CASES[name]
+    s = get_strategy(name, **opts)
+    s.setup(model, n_classes=C, epochs=len(epochs))
+    grads = []
+    for epoch in epochs:
+        s.on_epoch_start(epoch, model)
+        model.zero_grad()
+        out = model(x1, x2)
+        s.loss(out, y, model).backward()
+        s.after_backward(model, out, y)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    return grads, s.last
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        x1, x2, y = batch(n=12)
+        res = {}
+        for name, (_, mopts, _) in DDP_CASES.items():
+            model = DDP(Tiny(**mopts), find_unused_parameters=True)
+            grads, _ = _run_case(name, model, x1[rank::world], x2[rank::world], y[rank::world])
+            res[name] = [{n.removeprefix("module."): g for n, g in step.items()} for step in grads]
+        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_strategies_under_ddp_match_single_process(tmp_path):
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    x1, x2, y = batch(n=12)
+    for name, (_, mopts, _) in DDP_CASES.items():
+        single, last = _run_case(name, Tiny(**mopts), x1, x2, y)
+        if name == "ogm-ge":  # the case exercises the modulation ...
+            assert last["k1"] < 1
+        if name == "mmpareto":  # ... and the Pareto branch on both encoders
+            assert last[1]["conflict"] and last[2]["conflict"]
+        for i, step_grads in enumerate(single):
+            for n, g in step_grads.items():
+                for r in (0, 1):
+                    got = ranks[r][name][i][n]
+                    assert torch.allclose(got, g, rtol=1e-4, atol=1e-6), (name, i, n, r)

@@ -32,13 +32,16 @@ What a Stage II strategy can and cannot express, and the choices made:
 
 Requirements on the model and the runner:
 
-* ``model.shared_head``: an ``nn.Linear(d, n_classes)`` (or any module with a 2-D ``.weight``
-  applied as ``z @ weight.T``) used for both modalities, so ``z1`` and ``z2`` must have the
-  same width ``d``; its parameters must be in the optimizer. The fused classifier and the
-  unimodal heads get no gradient under MLA.
+* The shared head is the model's unimodal head, one module for both modalities:
+  ``model.head1 is model.head2``, an ``nn.Linear(d, n_classes)`` (any module with a 2-D
+  ``.weight`` applied as ``z @ weight.T``), so ``z1`` and ``z2`` must have the same width ``d``.
+  The loss reads ``JointOutput.logits1`` / ``logits2``, which the model's forward computes: under
+  DDP every parameter the loss uses must be used inside the wrapped forward (a head applied
+  in the loss, outside it, makes DDP mark its parameters ready twice). The fused classifier
+  gets no gradient under MLA.
 * The runner's forward still computes both encoders; the idle one gets no gradient (DDP:
-  ``find_unused_parameters=True``). Evaluation should use :func:`mla_fused_logits`, not
-  ``JointOutput.fused``.
+  ``find_unused_parameters=True``). Evaluation should use :func:`mla_fused_logits` on
+  ``(logits1, logits2)``, not ``JointOutput.fused``.
 
 Distributed (DDP): the mean embedding ``s`` is averaged over ranks before the update of ``P``
 and the projection is applied after DDP's all-reduce, so every rank holds the same ``P`` and
@@ -63,21 +66,23 @@ def owm_update(P: torch.Tensor, s: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def _shared_head(model):
-    head = getattr(model, "shared_head", None)
-    if head is None:
-        raise ValueError("MLA needs a head shared by both modalities: the model must have a "
-                         "'shared_head' (nn.Linear(d, n_classes)) and z1, z2 of the same width d")
-    w = getattr(head, "weight", None)
+    head1, head2 = getattr(model, "head1", None), getattr(model, "head2", None)
+    if head1 is None or head1 is not head2:
+        raise ValueError("MLA needs one head shared by both modalities: build the model with "
+                         "head1 and head2 the same module (nn.Linear(d, n_classes)) and z1, z2 "
+                         "of the same width d")
+    w = getattr(head1, "weight", None)
     if not isinstance(w, torch.Tensor) or w.ndim != 2:
-        raise ValueError("MLA: model.shared_head must have a 2-D .weight (a linear layer)")
-    return head
+        raise ValueError("MLA: the shared head must have a 2-D .weight (a linear layer)")
+    return head1
 
 
 @torch.no_grad()
-def mla_fused_logits(model, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+def mla_fused_logits(l1: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
     """Test-time fusion of the shared head's two predictions, weighted by their entropies."""
-    head = _shared_head(unwrap(model))
-    l1, l2 = head(z1), head(z2)
+    if l1.shape != l2.shape:
+        raise ValueError(f"MLA fusion needs logits of one shape, got {tuple(l1.shape)} and "
+                         f"{tuple(l2.shape)}")
     e = torch.stack([-(F.softmax(l, 1) * F.log_softmax(l, 1)).sum(1) for l in (l1, l2)], 1)
     w = F.softmax(-e, dim=1)  # = exp(max e - e^m) / sum_k exp(max e - e^k)
     return w[:, :1] * l1 + w[:, 1:] * l2
@@ -98,26 +103,28 @@ class MLA(Strategy):
         self._cur: torch.Tensor | None = None
         #: the modality trained by the last step (1 or 2)
         self.modality: int | None = None
+        #: the last step's {"modality", "projected"}
+        self.last: dict = {}
 
     def setup(self, model, *, n_classes: int, epochs: int) -> None:
         head = _shared_head(unwrap(model))
         if head.weight.shape[0] != n_classes:
-            raise ValueError(f"MLA: shared_head has {head.weight.shape[0]} outputs, "
+            raise ValueError(f"MLA: the shared head has {head.weight.shape[0]} outputs, "
                              f"expected n_classes={n_classes}")
 
     def current_modality(self) -> int:
         return 1 if self.steps % 2 == 0 else 2
 
     def loss(self, out: JointOutput, y: torch.Tensor, model) -> torch.Tensor:
-        head = _shared_head(unwrap(model))
+        _shared_head(unwrap(model))
         if out.z1.shape[1] != out.z2.shape[1]:
             raise ValueError(f"MLA: z1 and z2 must have the same width for the shared head, "
                              f"got {out.z1.shape[1]} and {out.z2.shape[1]}")
         m = self.current_modality()
-        z = out.z1 if m == 1 else out.z2
+        z, logits = (out.z1, out.logits1) if m == 1 else (out.z2, out.logits2)
         self.modality = m
         self._cur = z.detach().mean(0).double()
-        return F.cross_entropy(head(z), y)
+        return F.cross_entropy(logits, y)
 
     @torch.no_grad()
     def after_backward(self, model, out: JointOutput, y: torch.Tensor) -> None:
@@ -138,6 +145,7 @@ class MLA(Strategy):
                 self.P = self.P / torch.linalg.matrix_norm(self.P)
             if w.grad is not None:
                 w.grad.copy_((w.grad.double() @ self.P).to(w.grad.dtype))
+        self.last = {"modality": self.modality, "projected": self._prev is not None}
         self._prev, self._cur = cur, None
         self.steps += 1
 
