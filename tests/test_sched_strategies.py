@@ -14,6 +14,7 @@ from torch import nn
 from multimodal_sched.methods.base import JointOutput, get_strategy
 from multimodal_sched.methods import mmpareto as mmpareto_mod  # noqa: F401  (registers)
 from multimodal_sched.methods import ogm_ge as ogm_mod  # noqa: F401
+from multimodal_sched.methods import gblending as gblending_mod  # noqa: F401
 from multimodal_sched.methods import mla as mla_mod  # noqa: F401
 from multimodal_sched.methods import pmr as pmr_mod  # noqa: F401
 from multimodal_sched.methods.mla import mla_fused_logits
@@ -509,3 +510,49 @@ def test_strategies_under_ddp_match_single_process(tmp_path):
                 for r in (0, 1):
                     got = ranks[r][name][i][n]
                     assert torch.allclose(got, g, rtol=1e-4, atol=1e-6), (name, i, n, r)
+
+
+# ---- G-Blending -------------------------------------------------------------------------------
+
+def _losses(tf, t1, t2, vf, v1, v2):
+    return {"train_loss_fused": tf, "train_loss_1": t1, "train_loss_2": t2,
+            "val_loss_fused": vf, "val_loss_1": v1, "val_loss_2": v2}
+
+
+def test_gblending_weights_by_hand():
+    s = get_strategy("gblending", super_epoch=2)
+    s.on_epoch_end(1, _losses(1.0, 1.2, 1.5, 1.1, 1.3, 1.6))
+    s.on_epoch_end(2, _losses(0.5, 0.6, 1.0, 1.0, 0.9, 1.2))  # not yet a super-epoch
+    assert s.weights == [1.0, 1.0, 1.0]
+    s.on_epoch_end(3, _losses(0.4, 0.8, 1.1, 0.9, 1.0, 1.4))
+    # G = v0 - v1, O = (v1 - t1) - (v0 - t0), r = G / O^2, w = r / (sum r / 2)
+    G = [1.1 - 0.9, 1.3 - 1.0, 1.6 - 1.4]
+    O = [(0.9 - 0.4) - (1.1 - 1.0), (1.0 - 0.8) - (1.3 - 1.2), (1.4 - 1.1) - (1.6 - 1.5)]
+    r = [g / o ** 2 for g, o in zip(G, O)]
+    z = sum(r) / 2
+    assert s.weights == pytest.approx([x / z for x in r])
+    assert sum(s.weights) == pytest.approx(2.0)
+    model = Tiny()
+    x1, x2, y = batch()
+    out = model.outputs(x1, x2)
+    w = s.weights
+    expected = (w[0] * F.cross_entropy(out.fused, y) + w[1] * F.cross_entropy(out.logits1, y)
+                + w[2] * F.cross_entropy(out.logits2, y))
+    assert s.loss(out, y, model).item() == pytest.approx(expected.item())
+    s2 = get_strategy("gblending", super_epoch=2)
+    s2.load_state_dict(s.state_dict())
+    assert s2.state_dict() == s.state_dict()
+
+
+def test_gblending_no_gain_and_validation():
+    s = get_strategy("gblending", super_epoch=1)
+    s.on_epoch_end(1, _losses(1, 1, 1, 1, 1, 1))
+    s.on_epoch_end(2, _losses(0.5, 0.5, 0.5, 1.2, 1.3, 1.1))  # validation got worse everywhere
+    assert s.weights == [1.0, 1.0, 1.0]
+    s.on_epoch_end(3, _losses(0.5, 0.5, 0.5, 1.0, 1.3, 1.1))  # only the fused head gained
+    assert s.weights[1] == 0.0 and s.weights[2] == 0.0 and s.weights[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="val_loss_2"):
+        s.on_epoch_end(4, {k: v for k, v in _losses(1, 1, 1, 1, 1, 1).items() if k != "val_loss_2"})
+    for bad in ({"super_epoch": 0}, {"min_overfit": 0.0}, {"beta": 1}):
+        with pytest.raises(ValueError):
+            get_strategy("gblending", **bad)
