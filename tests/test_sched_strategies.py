@@ -556,3 +556,24 @@ def test_gblending_no_gain_and_validation():
     for bad in ({"super_epoch": 0}, {"min_overfit": 0.0}, {"beta": 1}):
         with pytest.raises(ValueError):
             get_strategy("gblending", **bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_strategies_on_cuda_resume_from_cpu_state(tmp_path):
+    dev = torch.device("cuda")
+    x1, x2, y = (t.to(dev) for t in batch(n=12))
+    for name, (opts, mopts, epochs) in DDP_CASES.items():
+        model = Tiny(**mopts).to(dev)
+        s = get_strategy(name, **opts)
+        s.setup(model, n_classes=C, epochs=3)
+        for epoch in epochs:
+            step(s, model, x1, x2, y, epoch=epoch)
+        torch.save(s.state_dict(), tmp_path / "s.pt")
+        _, a1, _ = step(s, model, x1, x2, y, epoch=epochs[-1])
+        s2 = get_strategy(name, **opts)
+        s2.setup(model, n_classes=C, epochs=3)
+        s2.load_state_dict(torch.load(tmp_path / "s.pt", map_location="cpu"))
+        _, a2, _ = step(s2, model, x1, x2, y, epoch=epochs[-1])
+        for n in a1:
+            assert a1[n].device.type == "cuda"
+            assert torch.allclose(a1[n], a2[n], atol=1e-6), (name, n)

@@ -139,6 +139,10 @@ class MLA(Strategy):
         d = w.shape[1]
         if self.P is None:
             self.P = torch.eye(d, dtype=torch.float64, device=w.device)
+        elif self.P.shape != (d, d):
+            raise ValueError(f"MLA: the projector is {tuple(self.P.shape)} but the shared head "
+                             f"takes {d} features")
+        self.P = self.P.to(w.device)
         if self._prev is not None:
             self.P = owm_update(self.P, self._prev.to(self.P.device), self.alpha)
             if self.normalize:

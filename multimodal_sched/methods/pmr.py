@@ -56,7 +56,7 @@ __all__ = ["PMR", "pmr_coefficients", "prototype_log_probs"]
 
 def prototype_log_probs(z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """``log p_k(x)`` for each row of ``z``: log-softmax of minus the Euclidean distances."""
-    return F.log_softmax(-torch.cdist(z, protos.to(z.dtype)), dim=1)
+    return F.log_softmax(-torch.cdist(z, protos.to(device=z.device, dtype=z.dtype)), dim=1)
 
 
 def pmr_coefficients(rho: float, beta: float, gamma: float, entropy_on: bool):
@@ -120,6 +120,7 @@ class PMR(Strategy):
                 if bool(seen.all()):
                     self.protos[u] = new
             else:
+                old = old.to(new.device)
                 upd = (1 - self.momentum) * new + self.momentum * old
                 self.protos[u] = torch.where(seen.unsqueeze(1), upd, old)
         self._sums, self._counts = [None, None], None
@@ -159,6 +160,9 @@ class PMR(Strategy):
         if int(y.max()) >= c or int(y.min()) < 0:
             raise ValueError(f"pmr: labels must lie in [0, {c}), got [{int(y.min())}, {int(y.max())}]")
         dev = out.z1.device
+        if self._counts is not None and self._counts.device != dev:  # e.g. state loaded on CPU
+            self._counts = self._counts.to(dev)
+            self._sums = [t.to(dev) for t in self._sums]
         if self._counts is None:
             self._counts = torch.zeros(c, dtype=torch.float64, device=dev)
             self._sums = [torch.zeros(c, out.z1.shape[1], dtype=torch.float64, device=dev),
