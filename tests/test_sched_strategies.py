@@ -1,126 +1,579 @@
-"""Stage II strategies: the three simple losses against hand-computed values, the hook order, resumable state."""
+"""Stage II strategies on a scripted two-modality batch: each coefficient or weight against
+the value its paper's equation gives, worked out here independently of the strategy code."""
+from __future__ import annotations
+
 import math
+import os
+import socket
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from multimodal_sched import RunConfig, RunInterrupted, run
-from multimodal_sched.methods import STRATEGIES, JointOutput, Strategy, get_strategy, register
-from multimodal_sched.models import ConcatFusion, JointModel
+from multimodal_sched.methods.base import JointOutput, get_strategy
+from multimodal_sched.methods import mmpareto as mmpareto_mod  # noqa: F401  (registers)
+from multimodal_sched.methods import ogm_ge as ogm_mod  # noqa: F401
+from multimodal_sched.methods import gblending as gblending_mod  # noqa: F401
+from multimodal_sched.methods import mla as mla_mod  # noqa: F401
+from multimodal_sched.methods import pmr as pmr_mod  # noqa: F401
+from multimodal_sched.methods.mla import mla_fused_logits
+from multimodal_sched.methods.mmpareto import pareto_weights
+from multimodal_sched.methods.ogm_ge import ogm_coefficients
+from multimodal_sched.methods.pmr import pmr_coefficients
 
-TINY = dict(dataset="cg-digits", dataset_options={"n_train": 128}, width=4, batch_size=64, method="schedule",
-            schedule_epochs=[1, 1], stage2_epochs=3, pid_method="analytic", progress=False, plots=False)
-
-
-def _ce(logits, y):
-    """Mean cross-entropy written out: -log softmax(logits)[y]."""
-    total = 0.0
-    for row, c in zip(logits.tolist(), y.tolist()):
-        m = max(row)
-        total += -(row[c] - m - math.log(sum(math.exp(v - m) for v in row)))
-    return total / len(y)
-
-
-def _out():
-    g = torch.Generator().manual_seed(1)
-    t = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    return JointOutput(t(5, 3), t(5, 3), t(5, 3), t(5, 4), t(5, 4)), torch.tensor([0, 2, 1, 1, 0])
+C = 3  # classes
 
 
-@pytest.mark.parametrize("name, weights", [("concat", (1, 0, 0)), ("uniform", (1, 1, 1)), ("aux", (1, 0.6, 0.6))])
-def test_loss_matches_hand_computed_cross_entropies(name, weights):
-    out, y = _out()
-    want = sum(w * _ce(z, y) for w, z in zip(weights, out[:3]))
-    assert get_strategy(name).loss(out, y, None).item() == pytest.approx(want, rel=1e-12)
+class _Concat(nn.Module):
+    def __init__(self, d1, d2):
+        super().__init__()
+        self.fc = nn.Linear(d1 + d2, C)
+
+    def forward(self, z1, z2):
+        return self.fc(torch.cat([z1, z2], 1))
 
 
-def test_aux_weight_option_and_bad_options():
-    out, y = _out()
-    want = _ce(out.fused, y) + 0.25 * (_ce(out.logits1, y) + _ce(out.logits2, y))
-    assert get_strategy("aux", weight=0.25).loss(out, y, None).item() == pytest.approx(want, rel=1e-12)
-    with pytest.raises(ValueError, match="no option"):
-        get_strategy("aux", wieght=1.0)
-    with pytest.raises(ValueError, match="weight"):
-        get_strategy("aux", weight="x")
-    with pytest.raises(ValueError, match="unknown Stage II strategy"):
-        get_strategy("bogus")
+class _Sum(nn.Module):
+    def __init__(self, d1, d2):
+        super().__init__()
+        self.fc1 = nn.Linear(d1, C)
+        self.fc2 = nn.Linear(d2, C, bias=False)
+
+    def forward(self, z1, z2):
+        return self.fc1(z1) + self.fc2(z2)
 
 
-def test_joint_model_outputs_match_forward():
-    e1, e2 = torch.nn.Linear(6, 4), torch.nn.Linear(5, 3)
-    m = JointModel(e1, e2, torch.nn.Linear(4, 2), torch.nn.Linear(3, 2), ConcatFusion(4, 3, 2))
-    x1, x2 = torch.randn(7, 6), torch.randn(7, 5)
-    out = m.outputs(x1, x2)
-    assert torch.equal(out.z1, e1(x1)) and torch.equal(out.z2, e2(x2))
-    assert torch.equal(out.fused, m.fusion.fc(torch.cat([e1(x1), e2(x2)], 1)))
-    for a, b in zip(m(x1, x2), out[:3]):
-        assert torch.equal(a, b)
+class Tiny(nn.Module):
+    """Two linear+tanh encoders (widths 4 and 3), unimodal heads, a linear fusion."""
+
+    def __init__(self, fusion="concat", seed=0, shared_head=False, d2=3):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder1 = nn.Sequential(nn.Linear(5, 4), nn.Tanh())
+        self.encoder2 = nn.Sequential(nn.Linear(2, d2), nn.Tanh())
+        self.head1, self.head2 = nn.Linear(4, C), nn.Linear(d2, C)
+        self.fusion = (_Concat if fusion == "concat" else _Sum)(4, d2)
+        if shared_head:  # MLA: one head for both modalities
+            self.head2 = self.head1
+
+    def outputs(self, x1, x2):
+        z1, z2 = self.encoder1(x1), self.encoder2(x2)
+        return JointOutput(self.fusion(z1, z2), self.head1(z1), self.head2(z2), z1, z2)
+
+    forward = outputs  # DDP all-reduces only through its own forward
 
 
-def test_config_names_the_strategy_before_training(tmp_path):
-    with pytest.raises(ValueError, match="config.stage2:"):
-        run(RunConfig(**TINY, stage2="bogus", out=str(tmp_path / "a")))
-    with pytest.raises(ValueError, match="config.stage2_options:.*no option"):
-        run(RunConfig(**TINY, stage2_options={"wieght": 1.0}, out=str(tmp_path / "b")))
-    with pytest.raises(ValueError, match="stage2_options"):
-        RunConfig.from_dict({**TINY, "aux_weight": 0.6})
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+def batch(seed=1, n=8):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % C
+    # modality 1 carries the label strongly, modality 2 is mostly noise
+    x1 = torch.randn(n, 5, generator=g) * 0.3
+    x1[torch.arange(n), y] += 2.0
+    x2 = torch.randn(n, 2, generator=g)
+    return x1, x2, y
 
 
-def test_default_is_aux_with_weight_0_6_and_concat_differs(tmp_path):
-    base = run(RunConfig(**TINY, out=str(tmp_path / "default")))
-    same = run(RunConfig(**TINY, stage2="aux", stage2_options={"weight": 0.6}, out=str(tmp_path / "aux")))
-    other = run(RunConfig(**TINY, stage2="concat", out=str(tmp_path / "concat")))
-    sd = lambda r: r.model.state_dict()  # noqa: E731
-    assert all(torch.equal(sd(base)[k], sd(same)[k]) for k in sd(base))
-    assert not all(torch.equal(sd(base)[k], sd(other)[k]) for k in sd(base))
+def step(strategy, model, x1, x2, y, epoch=1):
+    """One pass of the runner's Stage II loop body (no optimizer step); returns grads before and
+    after ``after_backward``."""
+    strategy.on_epoch_start(epoch, model)
+    model.zero_grad()
+    out = model.outputs(x1, x2)
+    strategy.loss(out, y, model).backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    strategy.after_backward(model, out, y)
+    after = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return before, after, out
 
 
-class _Recorder(Strategy):
-    """Counts its calls; keeps a running state that must survive a resume."""
+# ---- OGM-GE -----------------------------------------------------------------------------------
 
-    name = "_test_recorder"
-    log = []
-
-    def setup(self, model, *, n_classes, epochs):
-        self.seen = 0
-        _Recorder.log.append(("setup", n_classes, epochs))
-
-    def on_epoch_start(self, epoch, model):
-        _Recorder.log.append(("start", epoch))
-
-    def after_backward(self, model, out, y):
-        assert model.encoder1.net[1].weight.grad is not None   # called after backward, before the step
-        self.seen += len(y)
-
-    def on_epoch_end(self, epoch, metrics):
-        _Recorder.log.append(("end", epoch, self.seen, sorted(metrics)))
-
-    def state_dict(self):
-        return {"seen": self.seen}
-
-    def load_state_dict(self, state):
-        self.seen = state["seen"]
+def _hand_shares(model, z1, z2, fusion):
+    """Each modality's share of the fused classifier, written out from the weights."""
+    if fusion == "concat":
+        W, b = model.fusion.fc.weight, model.fusion.fc.bias
+        d1 = z1.shape[1]
+        return z1 @ W[:, :d1].T + b / 2, z2 @ W[:, d1:].T + b / 2
+    b = model.fusion.fc1.bias
+    return z1 @ model.fusion.fc1.weight.T + b / 2, z2 @ model.fusion.fc2.weight.T + b / 2
 
 
-def test_hooks_are_called_in_order_and_state_survives_resume(tmp_path):
-    cfg = dict(TINY, stage2="_test_recorder", dataset="synthetic", dataset_options={"n_train": 128})
-    register(_Recorder)
+@pytest.mark.parametrize("fusion", ["concat", "sum"])
+def test_ogm_scales_only_dominant_encoder_by_eq10(fusion):
+    model = Tiny(fusion)
+    with torch.no_grad():  # make modality 1 dominant: its encoder and fusion weights read the label
+        model.encoder1[0].weight.copy_(torch.eye(4, 5))
+        model.encoder1[0].bias.zero_()
+        if fusion == "concat":
+            model.fusion.fc.weight[:, :4] += 3 * torch.eye(C, 4)
+        else:
+            model.fusion.fc1.weight += 3 * torch.eye(C, 4)
+    x1, x2, y = batch()
+    alpha = 0.4
+    s = get_strategy("ogm-ge", alpha=alpha, ge=False)
+    before, after, out = step(s, model, x1, x2, y)
+    with torch.no_grad():
+        sh1, sh2 = _hand_shares(model, out.z1, out.z2, fusion)
+        # the two shares add up to the fused logits
+        assert torch.allclose(sh1 + sh2, out.fused, atol=1e-6)
+        p1 = torch.softmax(sh1, 1)[torch.arange(len(y)), y].sum().item()
+        p2 = torch.softmax(sh2, 1)[torch.arange(len(y)), y].sum().item()
+    rho = p1 / p2
+    assert rho > 1.2, "scripted batch must make modality 1 dominant"
+    k = 1 - math.tanh(alpha * rho)
+    assert s.last["rho1"] == pytest.approx(rho, rel=1e-6)
+    assert s.last["k1"] == pytest.approx(k, rel=1e-6) and s.last["k2"] == 1.0
+    assert k < 0.9  # it really modulates (a ratio stuck at 1 would give k = 1 - tanh(alpha))
+    for n in before:
+        if n.startswith("encoder1."):
+            assert torch.allclose(after[n], k * before[n], rtol=1e-6, atol=1e-9), n
+        else:
+            assert torch.equal(after[n], before[n]), n
+
+
+def test_ogm_coefficients_symmetric_and_only_above_one():
+    rho, k1, k2 = ogm_coefficients(2.0, 8.0, 0.5)
+    assert rho == 0.25 and k1 == 1.0 and k2 == pytest.approx(1 - math.tanh(0.5 * 4.0))
+    assert ogm_coefficients(3.0, 3.0, 0.5) == (1.0, 1.0, 1.0)
+
+
+def test_ogm_noise_seeded_and_matches_gradient_scale():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge", alpha=0.1, seed=7)
+    before, after, _ = step(s, model, x1, x2, y)
+    k = {1: s.last["k1"], 2: s.last["k2"]}
+    gen = torch.Generator().manual_seed(7)
+    for enc in (1, 2):
+        for n, p in getattr(model, f"encoder{enc}").named_parameters():
+            g = before[f"encoder{enc}.{n}"]
+            noise = torch.randn(g.shape, generator=gen) * g.std()
+            assert torch.allclose(after[f"encoder{enc}.{n}"], k[enc] * g + noise, atol=1e-6)
+    for n in before:  # heads and fusion untouched
+        if not n.startswith("encoder"):
+            assert torch.equal(after[n], before[n])
+
+
+def test_ogm_window_and_state_round_trip():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge", modulation_start=2, modulation_end=3)
+    before, after, _ = step(s, model, x1, x2, y, epoch=1)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert s.last["modulated"] is False
+    step(s, model, x1, x2, y, epoch=2)  # advances the noise generator
+    state = s.state_dict()
+    _, a1, _ = step(s, model, x1, x2, y, epoch=2)
+    s2 = get_strategy("ogm-ge", modulation_start=2, modulation_end=3)
+    s2.load_state_dict(state)
+    _, a2, _ = step(s2, model, x1, x2, y, epoch=2)
+    assert all(torch.equal(a1[n], a2[n]) for n in a1)
+    with pytest.raises(ValueError, match="state keys"):
+        s2.load_state_dict({"epoch": 1})
+
+
+@pytest.mark.parametrize("opts", [{"alpha": 0.0}, {"alpha": -1.0}, {"alpha": float("nan")},
+                                  {"modulation_start": 0}, {"modulation_start": 5, "modulation_end": 2},
+                                  {"beta": 1.0}])
+def test_ogm_bad_options(opts):
+    with pytest.raises(ValueError):
+        get_strategy("ogm-ge", **opts)
+
+
+def test_ogm_bad_option_type():
+    with pytest.raises(TypeError, match="alpha"):
+        get_strategy("ogm-ge", alpha="big")
+    with pytest.raises(TypeError, match="ge"):
+        get_strategy("ogm-ge", ge=1)
+
+
+def test_ogm_needs_linear_fusion():
+    model = Tiny()
+    model.fusion = nn.Bilinear(4, 3, C)
+    x1, x2, y = batch()
+    s = get_strategy("ogm-ge")
+    with pytest.raises(ValueError, match="not linear"):
+        step(s, model, x1, x2, y)
+
+
+# ---- MMPareto ---------------------------------------------------------------------------------
+
+def test_pareto_weights_hand_example():
+    g_m, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])  # g_m . g_u = -0.5
+    a_m, a_u = pareto_weights(g_m, g_u)
+    # min_a ||a g_m + (1-a) g_u||^2: a = (g_u - g_m).g_u / ||g_m - g_u||^2 = 1.75 / 3.25
+    assert a_m == pytest.approx(1.75 / 3.25) and a_u == pytest.approx(1.5 / 3.25)
+    d = a_m * g_m + a_u * g_u
+    assert float(d @ g_m) >= -1e-12 and float(d @ g_u) >= -1e-12
+    assert pareto_weights(torch.tensor([1.0, 1.0]), torch.tensor([1.0, -0.5])) == (0.5, 0.5)
+
+
+def test_pareto_weights_min_norm_and_common_direction_random():
+    gen = torch.Generator().manual_seed(3)
+    grid = torch.linspace(0, 1, 2001, dtype=torch.float64)
+    seen = 0
+    for _ in range(200):
+        g_m = torch.randn(6, generator=gen, dtype=torch.float64)
+        g_u = torch.randn(6, generator=gen, dtype=torch.float64) * 3
+        if float(g_m @ g_u) >= 0:
+            continue
+        seen += 1
+        a_m, a_u = pareto_weights(g_m, g_u)
+        d = a_m * g_m + a_u * g_u
+        assert float(d @ g_m) >= -1e-9 and float(d @ g_u) >= -1e-9
+        norms = (grid[:, None] * g_m + (1 - grid[:, None]) * g_u).norm(dim=1)
+        assert float(d.norm()) <= float(norms.min()) + 1e-9
+    assert seen > 50
+
+
+def _hand_grads(model, x1, x2, y, k):
+    params = list(getattr(model, f"encoder{k}").parameters())
+    out = model.outputs(x1, x2)
+    g_m = torch.autograd.grad(F.cross_entropy(out.fused, y), params, retain_graph=True)
+    lu = F.cross_entropy(out.logits1 if k == 1 else out.logits2, y)
+    g_u = torch.autograd.grad(lu, params)
+    return torch.cat([g.reshape(-1) for g in g_m]), torch.cat([g.reshape(-1) for g in g_u])
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_mmpareto_encoder_gradient_matches_algorithm(seed):
+    model = Tiny(seed=seed)
+    x1, x2, y = batch(seed + 1)
+    s = get_strategy("mmpareto")
+    hand = {k: _hand_grads(model, x1, x2, y, k) for k in (1, 2)}
+    before, after, _ = step(s, model, x1, x2, y)
+    conflicts = 0
+    for k in (1, 2):
+        g_m, g_u = hand[k]
+        dot = float(g_m @ g_u)
+        if dot < 0:
+            conflicts += 1
+            diff = g_m - g_u
+            a = min(1.0, max(0.0, float(-diff @ g_u) / float(diff @ diff)))
+        else:
+            a = 0.5
+        h = 2 * (a * g_m + (1 - a) * g_u)
+        h = 1.5 * max(1.0, float((g_m + g_u).norm() / h.norm())) * h
+        got = torch.cat([after[f"encoder{k}.{n}"].reshape(-1)
+                         for n, _ in getattr(model, f"encoder{k}").named_parameters()])
+        assert torch.allclose(got, h, rtol=1e-5, atol=1e-7)
+        assert s.last[k]["conflict"] == (dot < 0)
+        if dot < 0:  # the min-norm direction before rescaling descends both objectives
+            d = a * g_m + (1 - a) * g_u
+            assert float(d @ g_m) >= -1e-7 and float(d @ g_u) >= -1e-7
+    for n in before:
+        if not n.startswith("encoder"):
+            assert torch.equal(after[n], before[n]), n
+    if seed == 0:
+        assert conflicts >= 1, "scripted batch must produce a conflict"
+
+
+def test_mmpareto_options_and_state():
+    for bad in ({"gamma": 0.0}, {"gamma": -1.0}, {"alpha": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("mmpareto", **bad)
+    with pytest.raises(TypeError):
+        get_strategy("mmpareto", rescale="yes")
+    s = get_strategy("mmpareto", gamma=1.0, rescale=False)
+    assert s.state_dict() == {}
+    s.load_state_dict({})
+    with pytest.raises(ValueError):
+        s.load_state_dict({"x": 1})
+
+
+# ---- PMR --------------------------------------------------------------------------------------
+
+def _pmr_epoch1(s, model, x1, x2, y):
+    s.setup(model, n_classes=C, epochs=5)
+    s.on_epoch_start(1, model)
+    out = model.outputs(x1, x2)
+    loss = s.loss(out, y, model)
+    # no prototypes yet: the first epoch is the fused cross-entropy alone
+    assert torch.equal(loss, F.cross_entropy(out.fused, y))
+    return out
+
+
+def _class_means(z, y):
+    return torch.stack([z[y == k].mean(0) for k in range(C)])
+
+
+def test_pmr_loss_matches_equations():
+    model = Tiny()
+    with torch.no_grad():
+        model.encoder1[0].weight.copy_(torch.eye(4, 5))
+        model.encoder1[0].bias.zero_()
+    x1, x2, y = batch()
+    beta, gamma = 0.7, 0.3
+    s = get_strategy("pmr", beta=beta, gamma=gamma, entropy_epochs=2)
+    out1 = _pmr_epoch1(s, model, x1, x2, y)
+    s.on_epoch_start(2, model)
+    c1, c2 = _class_means(out1.z1.detach(), y), _class_means(out1.z2.detach(), y)
+    assert torch.allclose(s.protos[0].float(), c1, atol=1e-6)
+    assert torch.allclose(s.protos[1].float(), c2, atol=1e-6)
+
+    with torch.no_grad():  # the encoder moves between epochs (as after optimizer steps)
+        model.encoder1[0].bias += 0.3
+    out = model.outputs(x1, x2)
+    loss = s.loss(out, y, model)
+    # by hand: p_k = exp(-||z - c_k||) / sum_j exp(-||z - c_j||)
+    def probs(z, c):
+        d = ((z[:, None, :] - c[None, :, :]) ** 2).sum(-1).sqrt()
+        e = torch.exp(-d)
+        return e / e.sum(1, keepdim=True)
+    p1, p2 = probs(out.z1, c1), probs(out.z2, c2)
+    n = torch.arange(len(y))
+    rho = (p1[n, y].sum() / p2[n, y].sum()).item()
+    assert rho > 1.05, "scripted batch must make modality 1 faster"
+    b2, g1 = beta * (rho - 1), gamma * (rho - 1)
+    pce2 = -torch.log(p2[n, y]).mean()
+    ent1 = -(p1 * torch.log(p1)).sum(1).mean()
+    expected = F.cross_entropy(out.fused, y) + b2 * pce2 - g1 * ent1
+    assert s.last["rho"] == pytest.approx(rho, rel=1e-5)
+    assert s.last["beta1"] == 0.0 and s.last["gamma2"] == 0.0
+    assert s.last["beta2"] == pytest.approx(b2, rel=1e-5)
+    assert s.last["gamma1"] == pytest.approx(g1, rel=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    # epoch 3: past entropy_epochs -> no entropy term; prototypes blended with momentum 0.2
+    s.on_epoch_start(3, model)
+    c1b = _class_means(out.z1.detach(), y)
+    assert not torch.allclose(c1b, c1, atol=1e-2)
+    assert torch.allclose(s.protos[0].float(), 0.8 * c1b + 0.2 * c1, atol=1e-6)
+    s.loss(model.outputs(x1, x2), y, model)
+    assert s.last["gamma1"] == 0.0 and s.last["beta2"] > 0
+
+
+def test_pmr_coefficients_symmetric():
+    assert pmr_coefficients(2.0, 1.0, 0.5, True) == (0.0, 1.0, 0.5, 0.0)
+    assert pmr_coefficients(0.5, 1.0, 0.5, True) == (1.0, 0.0, 0.0, 0.5)
+    assert pmr_coefficients(0.5, 1.0, 0.5, False) == (1.0, 0.0, 0.0, 0.0)
+    assert pmr_coefficients(1.0, 1.0, 0.5, True) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_pmr_state_round_trip_and_validation():
+    model = Tiny()
+    x1, x2, y = batch()
+    s = get_strategy("pmr")
+    _pmr_epoch1(s, model, x1, x2, y)
+    state = s.state_dict()
+    s2 = get_strategy("pmr")
+    s2.setup(model, n_classes=C, epochs=5)
+    s2.load_state_dict(state)
+    for st in (s, s2):
+        st.on_epoch_start(2, model)
+    out = model.outputs(x1, x2)
+    assert s.loss(out, y, model).item() == s2.loss(out, y, model).item()
+    assert s.last == s2.last and s.last
+    with pytest.raises(ValueError, match="state keys"):
+        s2.load_state_dict({"epoch": 2})
+    for bad in ({"beta": -1.0}, {"prototype_momentum": 1.0}, {"prototype_momentum": 1.5},
+                {"entropy_epochs": -1}, {"alpha": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("pmr", **bad)
+    with pytest.raises(ValueError, match="labels"):
+        s.loss(out, y + C, model)
+
+
+# ---- MLA --------------------------------------------------------------------------------------
+
+def test_mla_alternates_and_projects_shared_head_gradient():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    alpha = 0.5
+    s = get_strategy("mla", alpha=alpha, normalize=False)
+    s.setup(model, n_classes=C, epochs=1)
+    # step 0: modality 1 through the shared head, no projection yet
+    before, after, out0 = step(s, model, x1, x2, y)
+    assert s.modality == 1
+    assert "encoder2.0.weight" not in before and "fusion.fc.weight" not in before
+    assert torch.equal(after["head1.weight"], before["head1.weight"])
+    hand0 = torch.autograd.grad(F.cross_entropy(model.head1(model.encoder1(x1)), y),
+                                model.head1.weight)[0]
+    assert torch.allclose(before["head1.weight"], hand0, atol=1e-7)
+    # step 1: modality 2; gradient projected by P = I - s s^T / (alpha + s^T s), s = mean z1
+    before, after, _ = step(s, model, x1, x2, y)
+    assert s.modality == 2
+    assert "encoder1.0.weight" not in before
+    s0 = out0.z1.detach().mean(0).double()
+    P = torch.eye(4, dtype=torch.float64) - torch.outer(s0, s0) / (alpha + s0 @ s0)
+    expected = (before["head1.weight"].double() @ P).float()
+    assert torch.allclose(after["head1.weight"], expected, atol=1e-7)
+    # the modified gradient leaves the head's response to s0 nearly unchanged
+    assert (after["head1.weight"].double() @ s0).norm() < \
+        0.5 * (before["head1.weight"].double() @ s0).norm()
+    assert torch.equal(after["head1.bias"], before["head1.bias"])
+
+
+def test_mla_normalize_state_and_requirements():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    s = get_strategy("mla")
+    s.setup(model, n_classes=C, epochs=1)
+    for _ in range(3):
+        step(s, model, x1, x2, y)
+    assert torch.linalg.matrix_norm(s.P).item() == pytest.approx(1.0)
+    state = s.state_dict()
+    _, a1, _ = step(s, model, x1, x2, y)
+    s2 = get_strategy("mla")
+    s2.load_state_dict(state)
+    _, a2, _ = step(s2, model, x1, x2, y)
+    assert all(torch.equal(a1[n], a2[n]) for n in a1)
+    with pytest.raises(ValueError, match="shared by both"):
+        get_strategy("mla").setup(Tiny(), n_classes=C, epochs=1)
+    with pytest.raises(ValueError, match="same width"):
+        o = model.outputs(x1, x2)
+        get_strategy("mla").loss(o._replace(z2=o.z2[:, :3]), y, model)
+    for bad in ({"alpha": 0.0}, {"beta": 1.0}):
+        with pytest.raises(ValueError):
+            get_strategy("mla", **bad)
+
+
+def test_mla_fused_logits_entropy_weights():
+    model = Tiny(shared_head=True, d2=4)
+    x1, x2, y = batch()
+    out = model.outputs(x1, x2)
+    l1, l2 = out.logits1, out.logits2
+    def ent(l):
+        p = torch.softmax(l, 1)
+        return -(p * torch.log(p)).sum(1)
+    e1, e2 = ent(l1), ent(l2)
+    mx = torch.maximum(e1, e2)
+    w1, w2 = torch.exp(mx - e1), torch.exp(mx - e2)
+    expected = (w1 / (w1 + w2))[:, None] * l1 + (w2 / (w1 + w2))[:, None] * l2
+    assert torch.allclose(mla_fused_logits(l1, l2), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        mla_fused_logits(l1, l2[:, :2])
+
+
+# ---- the same strategies under DDP (gloo, 2 CPU processes) -------------------------------------
+
+DDP_CASES = {  # name -> (options, model options, epochs run: one step each)
+    "ogm-ge": ({"alpha": 0.4, "seed": 3}, {"seed": 1}, [1]),
+    "mmpareto": ({}, {"seed": 1}, [1]),
+    "pmr": ({"beta": 0.7, "gamma": 0.3}, {"seed": 1}, [1, 2]),
+    "mla": ({"alpha": 0.5}, {"seed": 1, "shared_head": True, "d2": 4}, [1, 1, 1]),
+}
+
+
+def _run_case(name, model, x1, x2, y):
+    opts, _, epochs = DDP_CASES[name]
+    s = get_strategy(name, **opts)
+    s.setup(model, n_classes=C, epochs=len(epochs))
+    grads = []
+    for epoch in epochs:
+        s.on_epoch_start(epoch, model)
+        model.zero_grad()
+        out = model(x1, x2)
+        s.loss(out, y, model).backward()
+        s.after_backward(model, out, y)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    return grads, s.last
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        _Recorder.log = []
-        run(RunConfig(**cfg, out=str(tmp_path / "full")))
-        full = list(_Recorder.log)
-        assert full[0] == ("setup", 4, 3)
-        assert [e[:2] for e in full[1:]] == [("start", 1), ("end", 1), ("start", 2), ("end", 2), ("start", 3),
-                                            ("end", 3)]
-        assert [e[2] for e in full if e[0] == "end"] == [128, 256, 384]   # samples seen, cumulative
-        assert "val_acc" in full[2][3] and "train_loss" in full[2][3]
-        _Recorder.log = []
-        with pytest.raises(RunInterrupted):   # after Stage I (1 epoch) and Stage II epochs 1, 2
-            run(RunConfig(**cfg, out=str(tmp_path / "part")), interrupt_after=3)
-        _Recorder.log = []
-        run(None, resume=str(tmp_path / "part"))
-        # the resumed Stage II set the strategy up again, loaded its state and continued at epoch 3
-        assert _Recorder.log[0][0] == "setup" and _Recorder.log[-1] == full[-1]
+        x1, x2, y = batch(n=12)
+        res = {}
+        for name, (_, mopts, _) in DDP_CASES.items():
+            model = DDP(Tiny(**mopts), find_unused_parameters=True)
+            grads, _ = _run_case(name, model, x1[rank::world], x2[rank::world], y[rank::world])
+            res[name] = [{n.removeprefix("module."): g for n, g in step.items()} for step in grads]
+        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
-        STRATEGIES.pop("_test_recorder", None)
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_strategies_under_ddp_match_single_process(tmp_path):
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    x1, x2, y = batch(n=12)
+    for name, (_, mopts, _) in DDP_CASES.items():
+        single, last = _run_case(name, Tiny(**mopts), x1, x2, y)
+        if name == "ogm-ge":  # the case exercises the modulation ...
+            assert last["k1"] < 1
+        if name == "mmpareto":  # ... and the Pareto branch on both encoders
+            assert last[1]["conflict"] and last[2]["conflict"]
+        for i, step_grads in enumerate(single):
+            for n, g in step_grads.items():
+                for r in (0, 1):
+                    got = ranks[r][name][i][n]
+                    assert torch.allclose(got, g, rtol=1e-4, atol=1e-6), (name, i, n, r)
+
+
+# ---- G-Blending -------------------------------------------------------------------------------
+
+def _losses(tf, t1, t2, vf, v1, v2):
+    return {"train_loss_fused": tf, "train_loss_1": t1, "train_loss_2": t2,
+            "val_loss_fused": vf, "val_loss_1": v1, "val_loss_2": v2}
+
+
+def test_gblending_weights_by_hand():
+    s = get_strategy("gblending", super_epoch=2)
+    s.on_epoch_end(1, _losses(1.0, 1.2, 1.5, 1.1, 1.3, 1.6))
+    s.on_epoch_end(2, _losses(0.5, 0.6, 1.0, 1.0, 0.9, 1.2))  # not yet a super-epoch
+    assert s.weights == [1.0, 1.0, 1.0]
+    s.on_epoch_end(3, _losses(0.4, 0.8, 1.1, 0.9, 1.0, 1.4))
+    # G = v0 - v1, O = (v1 - t1) - (v0 - t0), r = G / O^2, w = r / (sum r / 2)
+    G = [1.1 - 0.9, 1.3 - 1.0, 1.6 - 1.4]
+    O = [(0.9 - 0.4) - (1.1 - 1.0), (1.0 - 0.8) - (1.3 - 1.2), (1.4 - 1.1) - (1.6 - 1.5)]
+    r = [g / o ** 2 for g, o in zip(G, O)]
+    z = sum(r) / 2
+    assert s.weights == pytest.approx([x / z for x in r])
+    assert sum(s.weights) == pytest.approx(2.0)
+    model = Tiny()
+    x1, x2, y = batch()
+    out = model.outputs(x1, x2)
+    w = s.weights
+    expected = (w[0] * F.cross_entropy(out.fused, y) + w[1] * F.cross_entropy(out.logits1, y)
+                + w[2] * F.cross_entropy(out.logits2, y))
+    assert s.loss(out, y, model).item() == pytest.approx(expected.item())
+    s2 = get_strategy("gblending", super_epoch=2)
+    s2.load_state_dict(s.state_dict())
+    assert s2.state_dict() == s.state_dict()
+
+
+def test_gblending_no_gain_and_validation():
+    s = get_strategy("gblending", super_epoch=1)
+    s.on_epoch_end(1, _losses(1, 1, 1, 1, 1, 1))
+    s.on_epoch_end(2, _losses(0.5, 0.5, 0.5, 1.2, 1.3, 1.1))  # validation got worse everywhere
+    assert s.weights == [1.0, 1.0, 1.0]
+    s.on_epoch_end(3, _losses(0.5, 0.5, 0.5, 1.0, 1.3, 1.1))  # only the fused head gained
+    assert s.weights[1] == 0.0 and s.weights[2] == 0.0 and s.weights[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="val_loss_2"):
+        s.on_epoch_end(4, {k: v for k, v in _losses(1, 1, 1, 1, 1, 1).items() if k != "val_loss_2"})
+    for bad in ({"super_epoch": 0}, {"min_overfit": 0.0}, {"beta": 1}):
+        with pytest.raises(ValueError):
+            get_strategy("gblending", **bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_strategies_on_cuda_resume_from_cpu_state(tmp_path):
+    dev = torch.device("cuda")
+    x1, x2, y = (t.to(dev) for t in batch(n=12))
+    for name, (opts, mopts, epochs) in DDP_CASES.items():
+        model = Tiny(**mopts).to(dev)
+        s = get_strategy(name, **opts)
+        s.setup(model, n_classes=C, epochs=3)
+        for epoch in epochs:
+            step(s, model, x1, x2, y, epoch=epoch)
+        torch.save(s.state_dict(), tmp_path / "s.pt")
+        _, a1, _ = step(s, model, x1, x2, y, epoch=epochs[-1])
+        s2 = get_strategy(name, **opts)
+        s2.setup(model, n_classes=C, epochs=3)
+        s2.load_state_dict(torch.load(tmp_path / "s.pt", map_location="cpu"))
+        _, a2, _ = step(s2, model, x1, x2, y, epoch=epochs[-1])
+        for n in a1:
+            assert a1[n].device.type == "cuda"
+            assert torch.allclose(a1[n], a2[n], atol=1e-6), (name, n)
