@@ -31,22 +31,21 @@ def check_distribution(P, nx, *, name: str = "P"):
     -------
     p : array of shape (B, n1, n2, ny)
         Each distribution divided by its total mass (float64 for NumPy; the
-        input's floating dtype for torch).
+        input's floating dtype for torch).  A total that overflows the dtype
+        is avoided by dividing by the largest cell first.
     batch_shape : tuple
         The leading shape ``(...)`` (``()`` for a single distribution).
     """
     arr = nx.coerce(P, name)
     if arr.ndim < 3:
-        # np.ascontiguousarray turns 0-D input into 1-D: report the user's own shape
-        found = np.shape(P) if nx.name == "numpy" else tuple(arr.shape)
         raise ValueError(
             f"Expected {name} with shape (n1, n2, ny) or (..., n1, n2, ny), "
-            f"got {len(found)}-D input of shape {tuple(found)} instead"
+            f"got {arr.ndim}-D input of shape {tuple(arr.shape)} instead"
         )
     shape = tuple(int(s) for s in arr.shape)
     if any(s == 0 for s in shape):
         raise ValueError(f"{name} has an empty axis: shape {shape}; every axis needs at least one value")
-    host = nx.to_numpy(arr) if nx.name != "numpy" else arr
+    host = nx.to_numpy(arr)
     finite = np.isfinite(host)
     if not finite.all():
         where = _first_index(~finite)
@@ -60,13 +59,19 @@ def check_distribution(P, nx, *, name: str = "P"):
         )
     batch_shape = shape[:-3]
     flat = arr.reshape((-1,) + shape[-3:])
-    totals = flat.sum(axis=(1, 2, 3)) if nx.name == "numpy" else flat.sum(dim=(1, 2, 3))
-    tot_host = np.asarray(nx.to_numpy(totals) if nx.name != "numpy" else totals)
+    with np.errstate(over="ignore"):  # an overflowing total is handled below
+        totals = nx.sum(flat, axis=(1, 2, 3))
+    tot_host = np.asarray(nx.to_numpy(totals))
     if (tot_host <= 0).any():
         b = int(np.argmax(tot_host <= 0))
         index = tuple(int(i) for i in np.unravel_index(b, batch_shape))
         where = "" if not batch_shape else f" (batch index {index})"
         raise ValueError(f"{name} has zero total mass{where}; there is no distribution to decompose")
+    if not np.isfinite(tot_host).all():
+        # the total overflows the dtype although every cell is finite: divide
+        # each distribution by its largest cell first (the answer is that of P / max P)
+        flat = flat / nx.amax(flat, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
+        totals = nx.sum(flat, axis=(1, 2, 3))
     p = flat / totals.reshape(-1, 1, 1, 1)
     return p, batch_shape
 

@@ -16,17 +16,6 @@ from .result import PIDResult
 __all__ = ["pid"]
 
 
-def _to_backend(P, nx):
-    """Honour an explicit backend choice: convert the input to its array type."""
-    if nx.is_array(P):
-        return P
-    if nx.name == "numpy" and hasattr(P, "detach"):
-        return P.detach().cpu().numpy()
-    if nx.name == "torch":
-        return nx.coerce(P, "P")
-    return P
-
-
 def _bind_options(solver, method, options):
     sig = inspect.signature(solver)
     try:
@@ -72,15 +61,14 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
     nx = get_backend(P, backend)
     solver = get_solver(method, nx.name)
     _bind_options(solver, method, solver_options)
-    P = _to_backend(P, nx)
     p, batch_shape = check_distribution(P, nx)
     sol = solver(p, **solver_options)
     atoms = sol.atoms if sol.atoms is not None else atoms_from_q(nx, p, sol.q)
 
-    conv = np.asarray(nx.to_numpy(sol.converged) if nx.name != "numpy" else sol.converged, dtype=bool)
+    conv = np.asarray(nx.to_numpy(sol.converged), dtype=bool)
     if not conv.all():
         n_bad = int((~conv).sum())
-        viol = np.asarray(nx.to_numpy(sol.violation) if nx.name != "numpy" else sol.violation)
+        viol = np.asarray(nx.to_numpy(sol.violation))
         hint = sol.info.get("hint", "increase max_iter or loosen tol")
         warnings.warn(
             f"method={method!r}: {n_bad} of {conv.size} distribution(s) did not converge "
@@ -92,12 +80,9 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
     full_shape = tuple(batch_shape) + tuple(p.shape[1:])
 
     def shaped(v, kind=None):
-        if batch_shape == ():
-            v0 = v[0]
-            if hasattr(v0, "item") and (nx.name == "numpy" or kind is not None):
-                v0 = v0.item()
-            return v0 if kind is None else kind(v0)
-        return v.reshape(batch_shape)
+        if batch_shape != ():
+            return v.reshape(batch_shape)
+        return nx.to_scalar(v[0]) if kind is None else kind(v[0].item())
 
     info = dict(sol.info)
     info.pop("hint", None)

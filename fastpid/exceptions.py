@@ -13,3 +13,9 @@ class ConvergenceWarning(UserWarning):
 class SolverError(RuntimeError):
     """A solver failed outright (for example the conic solver reported an
     infeasible or unbounded status).  The message carries the solver status."""
+
+
+class EngineFallbackWarning(UserWarning):
+    """``method="exact"`` with ``engine="torch"`` handed distributions it did
+    not certify to the Numba engine on the CPU (a device-to-host round trip).
+    The answers are still certified; the warning says where the time went."""

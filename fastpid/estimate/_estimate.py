@@ -39,7 +39,10 @@ def pid_from_samples(
         1-D: discrete labels, used as they are.  2-D: continuous features,
         binned by ``discretizer`` (for one continuous feature pass ``x.reshape(-1, 1)``).
     y : array-like, shape (n_samples,)
-        Discrete class labels (at least two classes).
+        Discrete class labels (at least two classes).  Labels are all numbers
+        or all strings.  Torch tensors are read detached (no gradient flows
+        through an estimate); a masked array with masked entries is refused
+        (drop those samples from x1, x2 and y together).
     bins : int or (int, int)
         Number of bins (k-means clusters) for 2-D sources; a pair sets x1 and x2 apart.
     discretizer : {"kmeans", "quantile", "uniform"} or None

@@ -3,6 +3,12 @@
 Everything is checked before any fitting starts: lengths, NaN, one class, the
 option values.  1-D ``x1``/``x2`` are discrete labels; 2-D ones are continuous
 features binned by the chosen discretizer.
+
+What each input may be (:func:`as_samples`): an array-like or a torch tensor
+(read as its values, detached and copied to the CPU: an estimate from samples
+carries no gradient); a masked array only without masked entries (which
+samples to drop is the caller's choice, made on x1, x2 and y together); labels
+all numbers or all strings, never a mix.
 """
 from __future__ import annotations
 
@@ -13,7 +19,38 @@ import numpy as np
 from .._validation import check_positive_int
 from ..discretize import DISCRETIZERS, JointDiscretizer, LabelEncoder, check_features, make_discretizer
 
-__all__ = ["check_samples", "encode_samples", "check_confidence", "check_seed"]
+__all__ = ["as_samples", "check_samples", "encode_samples", "check_confidence", "check_seed"]
+
+
+def _label_kind(v) -> str:
+    if isinstance(v, (str, bytes, np.str_, np.bytes_)):
+        return "string"
+    if isinstance(v, numbers.Number):
+        return "number"
+    return type(v).__name__
+
+
+def as_samples(x, name):
+    """``x`` as an ndarray of samples, by the rules of the module docstring."""
+    if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):
+        return x.detach().cpu().numpy()
+    if isinstance(x, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(x))
+        if n_masked:
+            raise TypeError(
+                f"{name} is a masked array with {n_masked} masked entr{'y' if n_masked == 1 else 'ies'}; "
+                "drop those samples from x1, x2 and y together and pass plain arrays"
+            )
+        return np.asarray(x.data)
+    arr = np.asarray(x)
+    if arr.dtype == object or (not isinstance(x, np.ndarray) and arr.dtype.kind in "US"):
+        kinds = sorted({_label_kind(v) for v in np.asarray(x, dtype=object).ravel()})
+        if len(kinds) > 1:
+            raise TypeError(
+                f"{name} mixes label types ({', '.join(kinds)}); labels must be all numbers "
+                "or all strings"
+            )
+    return arr
 
 
 def _n_rows(x, name):
@@ -47,6 +84,7 @@ def check_confidence(confidence):
 
 def check_samples(x1, x2, y, *, discretizer, bins, pca_dims):
     """Fail fast on everything that does not need fitting; returns (bins, pca_dims) pairs."""
+    x1, x2, y = as_samples(x1, "x1"), as_samples(x2, "x2"), as_samples(y, "y")
     if discretizer is not None and discretizer not in DISCRETIZERS:
         raise ValueError(f"Unknown discretizer {discretizer!r}; choose one of {list(DISCRETIZERS)} or None")
     bins = _pair(bins, "bins", minimum=2)
@@ -88,6 +126,7 @@ def check_samples(x1, x2, y, *, discretizer, bins, pca_dims):
 
 def encode_samples(x1, x2, y, *, discretizer, bins, pca_dims, seed):
     """Fit the discretizers and return ``(JointDiscretizer, (c1, c2, cy))``."""
+    x1, x2, y = as_samples(x1, "x1"), as_samples(x2, "x2"), as_samples(y, "y")
     bins, pca = check_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims)
     enc = []
     for k, x in enumerate((x1, x2)):

@@ -1,12 +1,17 @@
-"""Method registry: one module per method, one dispatch point.
+"""Method registry: one module per method, both backends inside, one dispatch point.
 
-A method registers a solver per backend with :func:`register`.  A solver takes
-the validated, normalized batch ``p`` of shape (B, n1, n2, ny) plus its own
-keyword options and returns a :class:`Solution`.  Adding a method or backend is
-one new module plus one import line below; :func:`fastpid.pid` never changes.
+A method module defines its options once, as a function of keyword-only
+arguments that returns them validated, and registers an implementation per
+backend with :func:`register`.  An implementation takes the validated,
+normalized batch ``p`` of shape (B, n1, n2, ny) (an ndarray, or a tensor on the
+input's device) plus the validated options and returns a :class:`Solution`.
+Adding a method or backend is one new module plus one import line below;
+:func:`fastpid.pid` never changes.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,12 +38,23 @@ class Solution:
 _REGISTRY: dict[tuple[str, str], Callable[..., Solution]] = {}
 
 
-def register(name: str, backend: str):
-    """Decorator registering ``func`` as method ``name`` on ``backend``."""
+def register(name: str, backend: str, options: Callable[..., dict]):
+    """Decorator registering ``impl(p, **validated_options)`` as method ``name``
+    on ``backend``.  The registered solver has the signature ``(p, **options)``
+    of ``options`` (so :func:`fastpid.pid` reports unknown options), validates
+    them with ``options`` and calls ``impl``."""
 
-    def deco(func):
-        _REGISTRY[(name, backend)] = func
-        return func
+    def deco(impl):
+        @functools.wraps(impl)
+        def solver(p, **opts):
+            return impl(p, **options(**opts))
+
+        params = [inspect.Parameter("p", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [prm for prm in inspect.signature(options).parameters.values()
+                   if prm.kind == prm.KEYWORD_ONLY]
+        solver.__signature__ = inspect.Signature(params)
+        _REGISTRY[(name, backend)] = solver
+        return impl
 
     return deco
 
@@ -62,10 +78,6 @@ def get_solver(method: str, backend: str) -> Callable[..., Solution]:
         raise ValueError(f"Unknown method {method!r}; choose one of {names}") from None
 
 
-# Method modules register themselves on import.
+# Method modules register themselves on import (their torch implementations
+# only when torch is installed).
 from . import analytic, fastpid_adam, cvx, exact  # noqa: E402,F401
-
-import importlib.util as _ilu  # noqa: E402
-
-if _ilu.find_spec("torch") is not None and _ilu.find_spec(__name__ + ".torch_methods") is not None:
-    from . import torch_methods  # noqa: F401  (torch solvers register only when torch is installed)

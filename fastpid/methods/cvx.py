@@ -8,19 +8,63 @@ no log of a variable or division by one.
 
 Solver status is reported in ``info["status"]``; a status other than
 "optimal" gives ``converged=False``.  No gradient: torch inputs are solved on
-the CPU and returned detached.
+the CPU in float64, the results come back on the input's device and dtype, and
+a backward pass through the atoms raises a clear ``RuntimeError``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
 
 from .._validation import check_positive_float, check_positive_int
 from ..exceptions import SolverError
+from ..information import atoms_from_q
 from . import Solution, register
-from ._common import violation
-from .support import broja_support
+from ._common import NP, TORCH, diagnostics_to_tensors, host64, torch, violation
 
 SOLVERS = ("SCS", "CLARABEL")
+
+
+@dataclass
+class Support:
+    """The support of the BROJA program and its constraint matrices.
+
+    Only cells (x1, x2, y) with p(x1, y) > 0 and p(x2, y) > 0 can carry mass in
+    a feasible q; everything else is fixed at zero.  For each y the supported
+    cells form a complete bipartite graph between {x1: p(x1,y)>0} and
+    {x2: p(x2,y)>0}, so the constraint rows have exactly one redundancy per
+    label y.
+    """
+
+    cells: np.ndarray      # (m, 3) integer (x1, x2, y) of the supported cells
+    block: np.ndarray      # (m,) index of the (x1, x2) block of each cell
+    n_blocks: int
+    A: sp.csr_matrix       # constraint rows: (x1,y) rows then (x2,y) rows, zero rows removed
+    c: np.ndarray          # right-hand side p(x1,y), p(x2,y) of those rows
+
+
+def broja_support(p1: np.ndarray) -> Support:
+    """Support and sparse constraints of the BROJA program for one distribution."""
+    n1, n2, ny = p1.shape
+    a = p1.sum(axis=1)
+    b = p1.sum(axis=0)
+    mask = (a[:, None, :] > 0) & (b[None, :, :] > 0)
+    cells = np.argwhere(mask)
+    m = len(cells)
+    i, j, k = cells[:, 0], cells[:, 1], cells[:, 2]
+    blk_id = i * n2 + j
+    uniq, block = np.unique(blk_id, return_inverse=True)
+    rows1 = i * ny + k
+    rows2 = n1 * ny + j * ny + k
+    A = sp.csr_matrix(
+        (np.ones(2 * m), (np.concatenate([rows1, rows2]), np.concatenate([np.arange(m)] * 2))),
+        shape=(n1 * ny + n2 * ny, m),
+    )
+    rhs = np.concatenate([a.ravel(), b.ravel()])
+    keep = np.flatnonzero(rhs > 0)
+    return Support(cells=cells, block=block, n_blocks=len(uniq), A=A[keep], c=rhs[keep])
 
 
 def _solver_kwargs(solver, tol, max_iter):
@@ -32,7 +76,6 @@ def _solver_kwargs(solver, tol, max_iter):
 def solve_one(p1, *, solver="SCS", tol=1e-9, max_iter=100_000, verbose=False):
     """Solve one normalized distribution; returns (q, status, iterations, objective)."""
     import cvxpy as cp
-    import scipy.sparse as sp
 
     sup = broja_support(p1)
     m = len(sup.cells)
@@ -55,31 +98,38 @@ def solve_one(p1, *, solver="SCS", tol=1e-9, max_iter=100_000, verbose=False):
     return q, prob.status, iters or 0, prob.value
 
 
-@register("cvx", backend="numpy")
-def solve(
-    p,
+def options(
     *,
     solver: str = "SCS",
     tol: float = 1e-9,
     max_iter: int = 100_000,
     feas_tol: float = 1e-7,
     verbose: bool = False,
-) -> Solution:
+) -> dict:
     """Conic reference.  ``solver``: "SCS" (default) or "CLARABEL"; ``tol``
-    is passed as the solver's absolute/relative accuracy."""
+    is passed as the solver's absolute/relative accuracy; ``feas_tol`` the max
+    marginal violation of q for ``converged``; ``verbose`` the solver's log."""
     solver = str(solver).upper()
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    tol = check_positive_float(tol, "tol")
-    feas_tol = check_positive_float(feas_tol, "feas_tol")
-    max_iter = check_positive_int(max_iter, "max_iter")
+    return dict(
+        solver=solver,
+        tol=check_positive_float(tol, "tol"),
+        max_iter=check_positive_int(max_iter, "max_iter"),
+        feas_tol=check_positive_float(feas_tol, "feas_tol"),
+        verbose=bool(verbose),
+    )
+
+
+@register("cvx", backend="numpy", options=options)
+def solve(p, *, solver, tol, max_iter, feas_tol, verbose) -> Solution:
     B = p.shape[0]
     q = np.empty_like(p)
     status, iters = [], np.zeros(B, dtype=np.int64)
     for i in range(B):
         q[i], st, iters[i], _ = solve_one(p[i], solver=solver, tol=tol, max_iter=max_iter, verbose=verbose)
         status.append(st)
-    viol = violation(p, q)
+    viol = violation(NP, p, q)
     ok = np.array([s == "optimal" for s in status]) & (viol <= feas_tol)
     return Solution(
         q=q,
@@ -90,3 +140,33 @@ def solve(
         info={"status": status[0] if B == 1 else status, "solver": solver, "tol": tol,
               "hint": "the conic solver stopped short: loosen tol or try solver='CLARABEL'"},
     )
+
+
+if torch is not None:
+
+    class _NoGradient(torch.autograd.Function):
+        """Identity forward; backward raises: the conic solver has no gradient."""
+
+        @staticmethod
+        def forward(ctx, x, anchor):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError(
+                "method='cvx' is not differentiable: its atoms come from a CVXPY solve on the CPU "
+                "and are detached from P. Use method='exact' (envelope-theorem gradients) or "
+                "method='fastpid' for gradients, or detach the result."
+            )
+
+    @register("cvx", backend="torch", options=options)
+    def solve_torch(p, **opts) -> Solution:
+        """The NumPy solve on a float64 CPU copy; results on p's device and dtype."""
+        sol = solve(host64(p), **opts)
+        q = torch.as_tensor(sol.q, dtype=p.dtype, device=p.device)
+        with torch.no_grad():
+            atoms = atoms_from_q(TORCH, p.detach(), q)
+        if p.requires_grad:
+            anchor = p.sum()  # connects each atom to P so that backward reaches _NoGradient
+            atoms = {k: _NoGradient.apply(v, anchor) for k, v in atoms.items()}
+        return Solution(q=q, atoms=atoms, info=dict(sol.info), **diagnostics_to_tensors(sol, p))
