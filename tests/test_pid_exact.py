@@ -319,3 +319,31 @@ def test_nbit_xor_entropy_scale():
     r = fastpid.pid(D.nbit_xor(2))
     assert r.S == pytest.approx(2.0, abs=EXACT_TOL)
     assert r.S != pytest.approx(2 * math.log(2), abs=1e-3)
+
+
+# ------------------------------------------------------------------ an independent reference
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_agrees_with_an_independent_reference(seed):
+    """``tests/broja_reference.py`` shares nothing with fastpid (its own
+    normalization, formulation and information terms).  On random histograms
+    the certified atoms sit within their gap of the reference's; the returned q
+    is feasible and gives the reported atoms when recomputed by the reference's
+    own code."""
+    import broja_reference as br
+
+    rng = np.random.default_rng(1000 + seed)
+    shape = tuple(int(n) for n in rng.integers(2, 6, 3))
+    P = rng.dirichlet(np.full(int(np.prod(shape)), (0.3, 1.0, 3.0)[seed % 3])).reshape(shape) * 17.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # CVXPY's own
+        ref, q_ref, status = br.broja(P)
+    p = P / P.sum()
+    assert status in ("optimal", "optimal_inaccurate") and br.marginal_residual(p, q_ref) <= 1e-10, status
+    r = solve_strict(P)
+    check_certified(r)
+    assert br.marginal_residual(p, r.q) <= 1e-12
+    own = br.atoms_from_q(p, r.q)
+    for k in ATOMS:
+        assert getattr(r, k) == pytest.approx(own[k], abs=1e-12), k
+        assert getattr(r, k) == pytest.approx(ref[k], abs=r.gap + 1e-8), (k, getattr(r, k), ref[k])
