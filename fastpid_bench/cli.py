@@ -272,7 +272,7 @@ def run(cfg, command, *, out=None, plots=True, progress=True, argv=()):
         files = ["results.csv", "results.json"]
         report.write_csv(rows, os.path.join(out, "results.csv"))
         if plots and not _have_matplotlib():
-            console.print("plots skipped: matplotlib is not installed (pip install 'fastpid[bench]' adds them)")
+            console.print("plots skipped: matplotlib is not installed (pip install 'fastpid[bench]' adds them)", markup=False)
             plots = False
         pngs = report.write_plots(rows, out) if plots else []
         files += pngs
