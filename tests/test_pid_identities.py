@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 
 import fastpid
 from fastpid import distributions as D
+from textbook_atoms import TEXTBOOK
 
 ATOMS = ("R", "U1", "U2", "S")
 ID_TOL = 1e-9       # identities: exact's q is feasible to feas_tol = 1e-12
@@ -29,6 +30,24 @@ PROPERTY_SETTINGS = settings(
     derandomize=True,  # the same examples on every run (CI is reproducible)
     database=None,
 )
+# the slow suite (-m slow) draws fresh examples on every run, and more of them
+RANDOMIZED_SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=False,
+    database=None,
+)
+
+
+def property_tests(**strategies):
+    """Two tests from one body: the derandomized 50-example profile (default
+    suite) and a randomized 300-example profile marked ``slow``."""
+    def make(body):
+        fixed = PROPERTY_SETTINGS(given(**strategies)(body))
+        fresh = pytest.mark.slow(RANDOMIZED_SETTINGS(given(**strategies)(body)))
+        return fixed, fresh
+    return make
 
 
 def check_identities(r, tol=ID_TOL):
@@ -88,7 +107,7 @@ def histograms(draw, min_side=2, max_side=5, allow_zeros=True):
 
 # ------------------------------------------------------------------ deterministic checks
 
-@pytest.mark.parametrize("name", sorted(D.KNOWN))
+@pytest.mark.parametrize("name", sorted(TEXTBOOK))
 def test_identities_on_gates(name):
     r = fastpid.pid(getattr(D, name)())
     check_certified(r)
@@ -172,9 +191,7 @@ def test_input_is_not_modified(make_hist):
 
 # ------------------------------------------------------------------ hypothesis
 
-@PROPERTY_SETTINGS
-@given(P=histograms())
-def test_property_identities_and_nonnegativity(P):
+def _identities_and_nonnegativity(P):
     r = fastpid.pid(P)
     check_certified(r)
     check_identities(r)
@@ -184,9 +201,11 @@ def test_property_identities_and_nonnegativity(P):
     assert r.S <= r.I + NEG_TOL
 
 
-@PROPERTY_SETTINGS
-@given(P=histograms(), data=st.data())
-def test_property_symmetry_and_relabelling(P, data):
+test_property_identities_and_nonnegativity, test_property_identities_and_nonnegativity_randomized = \
+    property_tests(P=histograms())(_identities_and_nonnegativity)
+
+
+def _symmetry_and_relabelling(P, data):
     r = fastpid.pid(P)
     t = fastpid.pid(P.transpose(1, 0, 2))
     assert_same_atoms(r, t, perm=(0, 2, 1, 3))
@@ -196,9 +215,11 @@ def test_property_symmetry_and_relabelling(P, data):
     assert_same_atoms(r, r2)
 
 
-@PROPERTY_SETTINGS
-@given(P=histograms(max_side=4), axis=st.sampled_from([0, 1, 2]), at=st.integers(0, 4))
-def test_property_unused_values_change_nothing(P, axis, at):
+test_property_symmetry_and_relabelling, test_property_symmetry_and_relabelling_randomized = \
+    property_tests(P=histograms(), data=st.data())(_symmetry_and_relabelling)
+
+
+def _unused_values_change_nothing(P, axis, at):
     """Inserting a value that never occurs (a zero slice along any axis) leaves
     every atom unchanged."""
     at = min(at, P.shape[axis])
@@ -207,3 +228,8 @@ def test_property_unused_values_change_nothing(P, axis, at):
     r2 = fastpid.pid(padded)
     assert_same_atoms(r, r2)
     assert np.all(np.take(r2.q, at, axis=axis) == 0)
+
+
+test_property_unused_values_change_nothing, test_property_unused_values_change_nothing_randomized = \
+    property_tests(P=histograms(max_side=4), axis=st.sampled_from([0, 1, 2]),
+                   at=st.integers(0, 4))(_unused_values_change_nothing)
