@@ -1,6 +1,6 @@
 """The non-default methods: ``"cvx"`` (reference), ``"fastpid"`` (the paper's
 Algorithm 2) and ``"analytic"`` (closed-form proxy), and the batch contract
-shared by every method (issue 3)."""
+shared by every method."""
 from __future__ import annotations
 
 import json

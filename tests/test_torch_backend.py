@@ -16,7 +16,7 @@ import fastpid  # noqa: E402
 from fastpid import ConvergenceWarning  # noqa: E402
 
 KEYS = ("R", "U1", "U2", "S", "I", "I1", "I2")
-AGREE_F64 = 1e-8    # bits: torch float64 vs NumPy (issue 5 acceptance)
+AGREE_F64 = 1e-8    # bits: torch float64 vs NumPy (the acceptance bound)
 AGREE_F32 = 1e-5    # bits: float32 input vs NumPy float64 (documented in docs/torch.md)
 GAP_TOL = 1e-9      # bits: certified gap asked of both solves in agreement tests
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

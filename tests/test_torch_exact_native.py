@@ -26,7 +26,7 @@ from fastpid.kernels import broja_ipm_torch as tk  # noqa: E402
 from textbook_atoms import TEXTBOOK  # noqa: E402
 
 KEYS = ("R", "U1", "U2", "S", "I", "I1", "I2")
-AGREE_F64 = 1e-8    # bits: torch engine vs Numba, float64 (issue 5 acceptance)
+AGREE_F64 = 1e-8    # bits: torch engine vs Numba, float64 (the acceptance bound)
 AGREE_F32 = 1e-6    # bits: float32 input vs Numba float64 (measured <= 1.5e-7: output rounding; docs/torch.md)
 GAP_TOL = 1e-9      # bits: certified gap asked of both solves in agreement tests
 FEAS_TOL = 1e-12    # the default feas_tol of method="exact"
