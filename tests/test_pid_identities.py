@@ -40,16 +40,6 @@ RANDOMIZED_SETTINGS = settings(
 )
 
 
-def property_tests(**strategies):
-    """Two tests from one body: the derandomized 50-example profile (default
-    suite) and a randomized 300-example profile marked ``slow``."""
-    def make(body):
-        fixed = PROPERTY_SETTINGS(given(**strategies)(body))
-        fresh = pytest.mark.slow(RANDOMIZED_SETTINGS(given(**strategies)(body)))
-        return fixed, fresh
-    return make
-
-
 def check_identities(r, tol=ID_TOL):
     # R + U1 = I1 is how R is defined (R = I1 - U1), so it is not checked here.
     assert r.R + r.U2 == pytest.approx(r.I2, abs=tol), r
@@ -191,7 +181,9 @@ def test_input_is_not_modified(make_hist):
 
 # ------------------------------------------------------------------ hypothesis
 
-def _identities_and_nonnegativity(P):
+@PROPERTY_SETTINGS
+@given(P=histograms())
+def test_property_identities_and_nonnegativity(P):
     r = fastpid.pid(P)
     check_certified(r)
     check_identities(r)
@@ -201,11 +193,9 @@ def _identities_and_nonnegativity(P):
     assert r.S <= r.I + NEG_TOL
 
 
-test_property_identities_and_nonnegativity, test_property_identities_and_nonnegativity_randomized = \
-    property_tests(P=histograms())(_identities_and_nonnegativity)
-
-
-def _symmetry_and_relabelling(P, data):
+@PROPERTY_SETTINGS
+@given(P=histograms(), data=st.data())
+def test_property_symmetry_and_relabelling(P, data):
     r = fastpid.pid(P)
     t = fastpid.pid(P.transpose(1, 0, 2))
     assert_same_atoms(r, t, perm=(0, 2, 1, 3))
@@ -215,11 +205,9 @@ def _symmetry_and_relabelling(P, data):
     assert_same_atoms(r, r2)
 
 
-test_property_symmetry_and_relabelling, test_property_symmetry_and_relabelling_randomized = \
-    property_tests(P=histograms(), data=st.data())(_symmetry_and_relabelling)
-
-
-def _unused_values_change_nothing(P, axis, at):
+@PROPERTY_SETTINGS
+@given(P=histograms(max_side=4), axis=st.sampled_from([0, 1, 2]), at=st.integers(0, 4))
+def test_property_unused_values_change_nothing(P, axis, at):
     """Inserting a value that never occurs (a zero slice along any axis) leaves
     every atom unchanged."""
     at = min(at, P.shape[axis])
@@ -230,6 +218,24 @@ def _unused_values_change_nothing(P, axis, at):
     assert np.all(np.take(r2.q, at, axis=axis) == 0)
 
 
-test_property_unused_values_change_nothing, test_property_unused_values_change_nothing_randomized = \
-    property_tests(P=histograms(max_side=4), axis=st.sampled_from([0, 1, 2]),
-                   at=st.integers(0, 4))(_unused_values_change_nothing)
+# the same three properties on fresh random examples (slow suite): each calls
+# the body of the derandomized test above
+@pytest.mark.slow
+@RANDOMIZED_SETTINGS
+@given(P=histograms())
+def test_property_identities_and_nonnegativity_randomized(P):
+    test_property_identities_and_nonnegativity.hypothesis.inner_test(P)
+
+
+@pytest.mark.slow
+@RANDOMIZED_SETTINGS
+@given(P=histograms(), data=st.data())
+def test_property_symmetry_and_relabelling_randomized(P, data):
+    test_property_symmetry_and_relabelling.hypothesis.inner_test(P, data)
+
+
+@pytest.mark.slow
+@RANDOMIZED_SETTINGS
+@given(P=histograms(max_side=4), axis=st.sampled_from([0, 1, 2]), at=st.integers(0, 4))
+def test_property_unused_values_change_nothing_randomized(P, axis, at):
+    test_property_unused_values_change_nothing.hypothesis.inner_test(P, axis, at)
