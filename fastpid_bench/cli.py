@@ -239,6 +239,12 @@ def _config(args):
 
 
 # ----------------------------------------------------------------------------- main
+def _have_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def run(cfg, command, *, out=None, plots=True, progress=True, argv=()):
     from rich.console import Console
 
@@ -265,6 +271,9 @@ def run(cfg, command, *, out=None, plots=True, progress=True, argv=()):
     if out is not None:
         files = ["results.csv", "results.json"]
         report.write_csv(rows, os.path.join(out, "results.csv"))
+        if plots and not _have_matplotlib():
+            console.print("plots skipped: matplotlib is not installed (pip install 'fastpid[bench]' adds them)", markup=False)
+            plots = False
         pngs = report.write_plots(rows, out) if plots else []
         files += pngs
         meta = {

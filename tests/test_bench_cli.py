@@ -72,3 +72,15 @@ def test_python_dash_m_entry_point():
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert "Traceback" not in bad.stderr
+
+
+def test_without_matplotlib_plots_are_skipped_with_one_line(tmp_path, capsys, monkeypatch):
+    from fastpid_bench import cli
+
+    monkeypatch.setattr(cli, "_have_matplotlib", lambda: False)
+    rc, out, err = _run(["--quick", "--methods", "analytic", "--no-progress",
+                         "--out", str(tmp_path), "gates", "--gates", "xor"], capsys)
+    assert rc == 0, err
+    note = [line for line in out.splitlines() if "plots skipped" in line]
+    assert len(note) == 1 and "pip install 'fastpid[bench]'" in note[0], out
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["results.csv", "results.json"]

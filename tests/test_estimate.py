@@ -204,9 +204,10 @@ def test_result_object_is_frozen_and_serializable():
     assert frame.loc["S", "estimate"] == est.S
     assert frame.loc["R", "ci_low"] == est.intervals["R"][0]
     assert frame.loc["U1", "pvalue"] == est.pvalues["U1"]
-    # Corrections are linear in the replicates: the PID identities still hold.
+    # Corrections are linear in the replicates: the PID identities still hold
+    # (R + U1 = I1 is the definition of R, so only R + U2 = I2 and the total).
     e = est.estimate
-    assert e["R"] + e["U1"] == pytest.approx(e["I1"], abs=1e-6)
+    assert e["R"] + e["U2"] == pytest.approx(e["I2"], abs=1e-6)
     assert e["R"] + e["U1"] + e["U2"] + e["S"] == pytest.approx(e["I"], abs=1e-6)
 
 

@@ -51,7 +51,7 @@ def _torch_backend_ready():
     if "torch" not in fastpid.backend_names():
         pytest.skip("fastpid's torch backend is not available")
     if "exact" not in fastpid.available_methods("torch"):
-        pytest.skip("fastpid's torch backend has no 'exact' method (torch_methods not landed)")
+        pytest.skip("fastpid's torch backend has no 'exact' method")
 
 
 def _read(name):

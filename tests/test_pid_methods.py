@@ -1,6 +1,6 @@
 """The non-default methods: ``"cvx"`` (reference), ``"fastpid"`` (the paper's
 Algorithm 2) and ``"analytic"`` (closed-form proxy), and the batch contract
-shared by every method (issue 3)."""
+shared by every method."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import pytest
 
 import fastpid
 from fastpid import distributions as D
+from textbook_atoms import TEXTBOOK
 
 ATOMS = ("R", "U1", "U2", "S")
 
@@ -162,7 +163,7 @@ def test_analytic_feasible_and_synergy_below_optimum(make_hist, shape, zero_frac
         assert a.R + a.U1 + a.U2 + a.S == pytest.approx(a.I, abs=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(D.KNOWN))
+@pytest.mark.parametrize("name", sorted(TEXTBOOK))
 def test_analytic_synergy_below_cvx_on_gates(name):
     P = getattr(D, name)()
     a = fastpid.pid(P, method="analytic")

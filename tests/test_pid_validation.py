@@ -1,5 +1,5 @@
 """Bad input gets a clear error naming the problem; the result type and the
-information helpers (issue 3)."""
+information helpers."""
 from __future__ import annotations
 
 import dataclasses

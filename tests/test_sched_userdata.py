@@ -1,4 +1,4 @@
-"""Issue 10: users' arrays, Datasets and encoders; validation of their data; the controller in a hand-written loop."""
+"""Users' arrays, Datasets and encoders; validation of their data; the controller in a hand-written loop."""
 import os
 import re
 import warnings

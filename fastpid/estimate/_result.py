@@ -16,7 +16,7 @@ def _require_pandas():
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("to_frame() needs pandas; install it or use to_dict()") from None
+        raise ImportError("to_frame() needs pandas: pip install 'fastpid[estimate]' (or use to_dict())") from None
     return pd
 
 
@@ -169,7 +169,7 @@ class SensitivityReport:
         try:
             import matplotlib.pyplot as plt
         except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("plot() needs matplotlib; use to_frame() for the numbers") from None
+            raise ImportError("plot() needs matplotlib: pip install 'fastpid[bench]' (or use to_frame() for the numbers)") from None
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
         c = self.columns
