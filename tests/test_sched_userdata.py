@@ -111,7 +111,7 @@ def test_probe_standalone_and_k_check():
     r = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
     assert e1.training                                                # mode restored
     assert r.I1 > 0.3                                                 # view 1 carries the class
-    assert r.R + r.U1 == pytest.approx(r.I1, abs=1e-6)
+    assert r.R + r.U2 == pytest.approx(r.I2, abs=1e-6)               # R + U1 = I1 holds by definition
     assert r.R + r.U1 + r.U2 + r.S == pytest.approx(r.I, abs=1e-6)
     r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
     assert r2.atoms() == r.atoms()                                    # seeded: reproducible
