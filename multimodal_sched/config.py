@@ -172,6 +172,8 @@ class RunConfig:
             bad("stage2", f"method {self.method!r} trains with its own strategy from scratch; leave stage2 at "
                           f"'aux' (the default), or use method 'pid', 'mi', 'schedule', 'sequential' or 'udi' "
                           f"with stage2={self.stage2!r}")
+        if self.method == "unimodal" and (self.stage2 != "aux" or self.stage2_options):
+            bad("stage2", "method 'unimodal' has no Stage II; leave stage2 and stage2_options at their defaults")
         name, options = self.strategy_spec()
         try:
             get_strategy(name, **options)

@@ -653,7 +653,6 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
         config = config.replace(out=run_dir)
         saved_dict = config.to_dict()
         rd = RunDir(run_dir, writer=rank == 0)
-        _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
         state = None
     else:
         rd = RunDir(resume, writer=rank == 0)
@@ -665,7 +664,9 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)
+        runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)   # may refuse the model
+        if resume is None:   # the folder is created once the model is known to be buildable
+            _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
         runner.interrupt_after = interrupt_after
         if state is not None:
             runner.load(state)
