@@ -228,7 +228,7 @@ class Runner:
         if self.world > 1:
             kw = {} if self.device.type == "cpu" else {"device_ids": [self.device]}
             self.uni_nets = {m: D.DDP(net, **kw) for m, net in self.uni_nets.items()}
-            self._ddp_kw = dict(kw, find_unused_parameters=True) if self.strategy_name == "mla" else kw
+            self._ddp_kw = kw
             self.joint_net = None   # wrapped when Stage II starts (its parameters are all trained then)
         self._cache = {}            # modality -> (modality_epochs, embeddings, labels)
         # progress state
@@ -384,7 +384,9 @@ class Runner:
         self.opt_joint = make_optimizer(self.model.parameters(), name=cfg.optimizer, lr=lr,
                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if self.joint_net is None:
-            self.joint_net = D.DDP(_Outputs(self.model), **self._ddp_kw)
+            # a strategy's loss may leave parts of the model out (concat, ogm-ge and pmr the unimodal
+            # heads, mla the idle encoder, gblending a classifier weighted 0): DDP must look for them
+            self.joint_net = D.DDP(_Outputs(self.model), find_unused_parameters=True, **self._ddp_kw)
         epochs = cfg.joint_epochs if cfg.joint_from_scratch else cfg.stage2_epochs
         self.strategy.setup(self.model, n_classes=self.data.n_classes, epochs=epochs)
         self.strategy_ready = True

@@ -47,6 +47,16 @@ def same_weights(a, b) -> bool:
 
 
 # ---------------------------------------------------------------- strategies trained from scratch
+EXPECTED = {"concat": ("concat", {}), "uniform": ("uniform", {}), "aux0.6": ("aux", {"weight": 0.6}),
+            "ogm-ge": ("ogm-ge", {}), "pmr": ("pmr", {}), "mmpareto": ("mmpareto", {}),
+            "gblending": ("gblending", {}), "mla": ("mla", {})}
+
+
+def test_every_strategy_is_a_method():
+    assert set(STRATEGY_METHODS) == set(EXPECTED)
+    assert {n for n, _ in EXPECTED.values()} <= set(ms.methods.strategy_names())
+
+
 @pytest.mark.parametrize("method", sorted(STRATEGY_METHODS))
 def test_strategy_method_runs_learns_and_equals_joint_with_that_strategy(tmp_path, method):
     # MLA trains each modality on half the batches: give it a few more epochs to clear chance
@@ -60,7 +70,7 @@ def test_strategy_method_runs_learns_and_equals_joint_with_that_strategy(tmp_pat
     assert res.test_accuracy > 0.3                                    # chance is 0.25
     assert res.test_accuracy == pytest.approx(fused_accuracy(res.model, TEST), abs=1e-12)
     # the method is exactly "joint from scratch with that strategy" (aux0.6 = the default aux)
-    strategy, preset = STRATEGY_METHODS[method]
+    strategy, preset = EXPECTED[method]
     twin = run(cfg(tmp_path, "twin", method="joint", stage2=strategy, stage2_options=preset, **extra))
     assert same_weights(res.model, twin.model)
 
@@ -316,3 +326,49 @@ def test_cli_method_stage2_and_options(tmp_path, capsys):
     assert main(["run", "--config", str(path), "--out", str(tmp_path / "c3"), "--method", "ogm-ge",
                  "--stage2-options", '{"alpha": "big"}']) == 2
     assert not os.path.exists(tmp_path / "c3")
+
+
+# ---------------------------------------------------------------- two gloo ranks (torchrun-style env)
+DDP_RUNS = {"ogm-ge": dict(method="ogm-ge", joint_epochs=2),
+            "mla": dict(method="mla", joint_epochs=2),                 # find_unused_parameters, shared head
+            "udi": dict(method="udi", method_options={"patience": 1}, max_unimodal_epochs=2, stage2_epochs=1)}
+
+
+def _ddp_worker(rank, world, port, out):
+    import socket  # noqa: F401  (keeps the worker importable on its own)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    rec = {}
+    for name, kw in DDP_RUNS.items():
+        res = run(RunConfig(**{**BASE, **kw, "out": os.path.join(out, name)}))
+        sd = res.model.state_dict() if res.model is not None else None
+        rec[name] = {"test": res.test_accuracy, "stage1": res.stage1_epochs,
+                     "weights": None if sd is None else {k: v.flatten().tolist() for k, v in sd.items()}}
+        if rank == 1:
+            assert res.model is None
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(rec, f)
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_and_match_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    r0, r1 = (json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1))
+    for name, kw in DDP_RUNS.items():
+        assert r0[name]["test"] == r1[name]["test"] and r0[name]["stage1"] == r1[name]["stage1"], name
+        assert (tmp_path / name / "result.json").is_file()
+        single = run(RunConfig(**{**BASE, **kw, "out": str(tmp_path / f"single-{name}")}))
+        if name == "udi":   # the guidance's similarity matrix is per shard: only the plan is compared
+            assert r0[name]["stage1"] == single.stage1_epochs
+            continue
+        # MLP encoders (no BatchNorm): the 2-rank gradients are the global batch's, up to summation order
+        for k, v in single.model.state_dict().items():
+            assert torch.allclose(torch.tensor(r0[name]["weights"][k]).view_as(v), v, atol=1e-4), (name, k)
