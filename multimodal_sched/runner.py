@@ -8,8 +8,10 @@ for what changes with more ranks).  Methods: ``pid`` and ``mi`` run Algorithm 1 
 probes) then Stage II; ``schedule`` trains encoder 1 for ``schedule_epochs[0]`` and encoder 2 for
 ``schedule_epochs[1]`` epochs (in parallel) then Stage II; ``joint`` is joint training from scratch
 (``joint_epochs`` epochs at ``lr_stage1``); ``unimodal`` trains each encoder with its own head for
-``unimodal_epochs``.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the hook points
-of :mod:`multimodal_sched.methods.base`.  Model selection uses the val split only; the test split is
+``unimodal_epochs``; ``sequential`` and ``udi`` ask a :mod:`multimodal_sched.schedules` schedule which
+modality trains each Stage I epoch.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the
+hook points of :mod:`multimodal_sched.methods.base`; the strategy methods (``ogm-ge``, ``pmr``, ...) are
+``joint`` with that strategy (:meth:`RunConfig.strategy_spec`).  Model selection uses the val split only; the test split is
 evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
 
 Per-rank losses are weighted by ``shard / global batch`` so that DDP's gradient average is the
