@@ -20,8 +20,6 @@ SCHEDULE_METHODS = ("sequential", "udi")
 #: names ``stage2`` accepts besides the strategies themselves
 STAGE2_ALIASES = {"aux0.6": ("aux", {"weight": 0.6})}
 METHODS = ("pid", "mi", "joint", "unimodal", "schedule", *SCHEDULE_METHODS, *STRATEGY_METHODS)
-#: methods whose Stage II follows a Stage I (``stage2`` picks its strategy)
-STAGED_METHODS = ("pid", "mi", "schedule", *SCHEDULE_METHODS)
 FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
