@@ -22,6 +22,10 @@ from .config import METHODS, RunConfig, load_config
 __all__ = ["main"]
 
 
+#: run flags that set a RunConfig field of the same name
+_RUN_FIELDS = ("dataset", "data_path", "seed", "out", "method", "stage2", "stage2_options", "method_options")
+
+
 def _json_dict(text: str) -> dict:
     try:
         d = json.loads(text)
@@ -88,16 +92,14 @@ def main(argv=None) -> int:
     from .runner import run
     try:
         if args.resume:
-            overrides = [n for n in ("config", "dataset", "data_path", "seed", "out", "method", "stage2",
-                                                  "stage2_options", "method_options") if getattr(args, n) is not None]
+            overrides = [n for n in ("config", *_RUN_FIELDS) if getattr(args, n) is not None]
             overrides += ["overwrite"] if args.overwrite else []
             if overrides:
                 raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
             result = run(None, resume=args.resume)
         else:
             cfg = load_config(args.config) if args.config else RunConfig()
-            changes = {n: getattr(args, n) for n in ("dataset", "data_path", "seed", "out", "method", "stage2",
-                                                "stage2_options", "method_options") if getattr(args, n) is not None}
+            changes = {n: getattr(args, n) for n in _RUN_FIELDS if getattr(args, n) is not None}
             if args.no_progress:
                 changes["progress"] = False
             cfg = cfg.replace(**changes)

@@ -11,8 +11,8 @@ probes) then Stage II; ``schedule`` trains encoder 1 for ``schedule_epochs[0]`` 
 ``unimodal_epochs``; ``sequential`` and ``udi`` ask a :mod:`multimodal_sched.schedules` schedule which
 modality trains each Stage I epoch.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the
 hook points of :mod:`multimodal_sched.methods.base`; the strategy methods (``ogm-ge``, ``pmr``, ...) are
-``joint`` with that strategy (:meth:`RunConfig.strategy_spec`).  Model selection uses the val split only; the test split is
-evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
+``joint`` with that strategy (:meth:`RunConfig.strategy_spec`).  Model selection uses the val split only;
+the test split is evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
 
 Per-rank losses are weighted by ``shard / global batch`` so that DDP's gradient average is the
 gradient of the global batch mean (``config.batch_size`` is the global batch); with one process the

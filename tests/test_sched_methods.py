@@ -353,7 +353,6 @@ DDP_RUNS = {**{m: dict(method=m, joint_epochs=2) for m in ("concat", "ogm-ge", "
 
 
 def _ddp_worker(rank, world, port, out):
-    import socket  # noqa: F401  (keeps the worker importable on its own)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
