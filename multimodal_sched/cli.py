@@ -1,7 +1,10 @@
 """Console entry point ``multimodal-sched`` (also ``python -m multimodal_sched``).
 
     multimodal-sched run --config FILE | --dataset cg-digits [--seed N] [--out RUN_DIR]
-                         [--method pid|mi|joint|unimodal|schedule] [--resume RUN_DIR] [--overwrite]
+                         [--method pid|mi|joint|unimodal|schedule|sequential|udi|concat|uniform|aux0.6|
+                                   ogm-ge|pmr|mmpareto|gblending|mla]
+                         [--stage2 STRATEGY] [--stage2-options JSON] [--method-options JSON]
+                         [--resume RUN_DIR] [--overwrite]
     multimodal-sched compare [--datasets cg-digits synthetic] [--seeds 0 1 2] [--out DIR]
     multimodal-sched prepare cremad|ave|ucf101|cgmnist --raw DIR --out DIR [--force]
     torchrun --nproc-per-node N -m multimodal_sched run ...     (DistributedDataParallel)
@@ -19,6 +22,20 @@ from .config import METHODS, RunConfig, load_config
 __all__ = ["main"]
 
 
+#: run flags that set a RunConfig field of the same name
+_RUN_FIELDS = ("dataset", "data_path", "seed", "out", "method", "stage2", "stage2_options", "method_options")
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}")
+    if not isinstance(d, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return d
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multimodal-sched", description="PID-guided two-stage multimodal training")
     p.add_argument("-v", "--verbose", action="store_true", help="log every probe and decision")
@@ -32,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
     r.add_argument("--method", choices=METHODS)
+    r.add_argument("--stage2", help="Stage II strategy after a Stage I (pid, mi, schedule, sequential, udi): "
+                                    "aux, aux0.6, concat, uniform, ogm-ge, pmr, mmpareto, gblending, mla")
+    r.add_argument("--stage2-options", dest="stage2_options", type=_json_dict, metavar="JSON",
+                   help='the strategy\'s hyperparameters, e.g. \'{"alpha": 0.1}\'')
+    r.add_argument("--method-options", dest="method_options", type=_json_dict, metavar="JSON",
+                   help='options of method sequential / udi, e.g. \'{"patience": 2}\'')
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     r.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -69,14 +92,14 @@ def main(argv=None) -> int:
     from .runner import run
     try:
         if args.resume:
-            overrides = [n for n in ("config", "dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None]
+            overrides = [n for n in ("config", *_RUN_FIELDS) if getattr(args, n) is not None]
             overrides += ["overwrite"] if args.overwrite else []
             if overrides:
                 raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
             result = run(None, resume=args.resume)
         else:
             cfg = load_config(args.config) if args.config else RunConfig()
-            changes = {n: getattr(args, n) for n in ("dataset", "data_path", "seed", "out", "method") if getattr(args, n) is not None}
+            changes = {n: getattr(args, n) for n in _RUN_FIELDS if getattr(args, n) is not None}
             if args.no_progress:
                 changes["progress"] = False
             cfg = cfg.replace(**changes)

@@ -6,9 +6,20 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunConfig", "load_config", "save_config", "METHODS"]
+__all__ = ["RunConfig", "load_config", "save_config", "METHODS", "STRATEGY_METHODS", "SCHEDULE_METHODS",
+           "STAGE2_ALIASES"]
 
-METHODS = ("pid", "mi", "joint", "unimodal", "schedule")
+#: methods trained jointly from scratch by one Stage II strategy: method -> (strategy, preset options)
+STRATEGY_METHODS = {
+    "concat": ("concat", {}), "uniform": ("uniform", {}), "aux0.6": ("aux", {"weight": 0.6}),
+    "ogm-ge": ("ogm-ge", {}), "pmr": ("pmr", {}), "mmpareto": ("mmpareto", {}),
+    "gblending": ("gblending", {}), "mla": ("mla", {}),
+}
+#: Stage I schedules of :mod:`multimodal_sched.schedules` (then Stage II by ``stage2``)
+SCHEDULE_METHODS = ("sequential", "udi")
+#: names ``stage2`` accepts besides the strategies themselves
+STAGE2_ALIASES = {"aux0.6": ("aux", {"weight": 0.6})}
+METHODS = ("pid", "mi", "joint", "unimodal", "schedule", *SCHEDULE_METHODS, *STRATEGY_METHODS)
 FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
@@ -29,11 +40,20 @@ class RunConfig:
     Method: ``pid`` (Algorithm 1 then Stage II), ``mi`` (the same controller
     driven by I(X1;Y), I(X2;Y)), ``joint`` (naive joint training from scratch),
     ``unimodal`` (each encoder with its own head), ``schedule`` (fixed Stage I
-    epochs ``schedule_epochs = [e1, e2]`` then Stage II).
+    epochs ``schedule_epochs = [e1, e2]`` then Stage II), ``sequential`` / ``udi`` (the
+    Stage I schedules of :mod:`multimodal_sched.schedules`, set by ``method_options``, then
+    Stage II), or one of :data:`STRATEGY_METHODS` (``concat``, ``uniform``, ``aux0.6``,
+    ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``): that strategy trained jointly
+    from scratch like ``joint`` (``joint_epochs`` at ``lr_stage1``), ``stage2_options`` its
+    hyperparameters.
 
     Stage II: ``stage2`` names a strategy of :mod:`multimodal_sched.methods` (``aux``:
     fused + ``weight`` x both unimodal losses, weight 0.6 unless ``stage2_options`` says
-    otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed).
+    otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed;
+    ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``; ``aux0.6`` = ``aux`` with weight
+    0.6).  With a strategy method, ``stage2`` stays ``aux`` (the default) or names that method's
+    strategy; anything else is refused.  ``mla`` builds the model with one head shared by both
+    modalities (``head1 is head2``, both embeddings of one width) and fuses by prediction entropy.
     """
 
     dataset: str = "cg-digits"
@@ -58,6 +78,8 @@ class RunConfig:
     # Stage II (and method joint): the strategy and its options
     stage2: str = "aux"
     stage2_options: dict = field(default_factory=dict)
+    # options of method sequential / udi (see multimodal_sched.schedules)
+    method_options: dict = field(default_factory=dict)
     # epochs
     max_unimodal_epochs: int = 30
     stage2_epochs: int = 15
@@ -124,7 +146,7 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, f"must be a positive integer, got {v!r}")
-        if self.method in ("pid", "mi") and self.max_unimodal_epochs < 1:
+        if self.method in ("pid", "mi", *SCHEDULE_METHODS) and self.max_unimodal_epochs < 1:
             bad("max_unimodal_epochs", f"must be >= 1 for method {self.method!r}")
         se = self.schedule_epochs
         if not (isinstance(se, (list, tuple)) and len(se) == 2
@@ -144,10 +166,31 @@ class RunConfig:
             bad("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.stage2_options, dict):
             bad("stage2_options", f"must be a dict, got {type(self.stage2_options).__name__}")
+        if self.method in STRATEGY_METHODS and self.stage2 not in ("aux", STRATEGY_METHODS[self.method][0]):
+            bad("stage2", f"method {self.method!r} trains with its own strategy from scratch; leave stage2 at "
+                          f"'aux' (the default), or use method 'pid', 'mi', 'schedule', 'sequential' or 'udi' "
+                          f"with stage2={self.stage2!r}")
+        if self.method == "unimodal" and (self.stage2 != "aux" or self.stage2_options):
+            bad("stage2", "method 'unimodal' has no Stage II; leave stage2 and stage2_options at their defaults")
+        name, options = self.strategy_spec()
         try:
-            get_strategy(self.stage2, **self.stage2_options)
+            get_strategy(name, **options)
         except (ValueError, TypeError) as e:
             bad("stage2" if "option" not in str(e) else "stage2_options", str(e))
+        if name == "mla" and self.fusion != "concat":
+            bad("fusion", "mla fuses the shared head's two predictions by their entropy and has no fusion "
+                          f"layer to choose; leave fusion at 'concat', got {self.fusion!r}")
+        if not isinstance(self.method_options, dict):
+            bad("method_options", f"must be a dict, got {type(self.method_options).__name__}")
+        if self.method in SCHEDULE_METHODS:
+            from .schedules import get_schedule
+            try:
+                get_schedule(self.method, **self.method_options)
+            except (ValueError, TypeError) as e:
+                bad("method_options", str(e))
+        elif self.method_options:
+            bad("method_options", f"method {self.method!r} takes no method_options (only "
+                                  f"{list(SCHEDULE_METHODS)} do), got {sorted(self.method_options)}")
         if self.pid_method not in PID_METHODS:
             bad("pid_method", f"must be one of {list(PID_METHODS)}, got {self.pid_method!r}")
         if not (isinstance(self.tau_u, (int, float)) and self.tau_u > 1):
@@ -173,6 +216,28 @@ class RunConfig:
         if not isinstance(self.device, str) or not self.device.startswith(("cpu", "cuda", "mps")):
             bad("device", f"must be 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
         return self
+
+    # ----------------------------------------------------------- method
+    @property
+    def joint_from_scratch(self) -> bool:
+        """True for methods without Stage I (``joint`` and the strategy methods)."""
+        return self.method == "joint" or self.method in STRATEGY_METHODS
+
+    def strategy_spec(self) -> tuple:
+        """``(strategy name, options)`` of the run's Stage II (or from-scratch) strategy."""
+        if self.method in STRATEGY_METHODS:
+            name, preset = STRATEGY_METHODS[self.method]
+        elif isinstance(self.stage2, str) and self.stage2 in STAGE2_ALIASES:
+            name, preset = STAGE2_ALIASES[self.stage2]
+        else:
+            name, preset = self.stage2, {}
+        opts = self.stage2_options if isinstance(self.stage2_options, dict) else {}
+        clash = sorted(set(preset) & set(opts))
+        if clash:
+            which = self.method if self.method in STRATEGY_METHODS else self.stage2
+            raise ValueError(f"config.stage2_options: {which!r} fixes {clash} ({preset}); use "
+                             f"'{name}' with stage2_options to choose them")
+        return name, {**preset, **opts}
 
     # ----------------------------------------------------------- conversion
     def to_dict(self) -> dict:

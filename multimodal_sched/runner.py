@@ -8,9 +8,11 @@ for what changes with more ranks).  Methods: ``pid`` and ``mi`` run Algorithm 1 
 probes) then Stage II; ``schedule`` trains encoder 1 for ``schedule_epochs[0]`` and encoder 2 for
 ``schedule_epochs[1]`` epochs (in parallel) then Stage II; ``joint`` is joint training from scratch
 (``joint_epochs`` epochs at ``lr_stage1``); ``unimodal`` trains each encoder with its own head for
-``unimodal_epochs``.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the hook points
-of :mod:`multimodal_sched.methods.base`.  Model selection uses the val split only; the test split is
-evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
+``unimodal_epochs``; ``sequential`` and ``udi`` ask a :mod:`multimodal_sched.schedules` schedule which
+modality trains each Stage I epoch.  Stage II (and ``joint``) calls the strategy ``config.stage2`` at the
+hook points of :mod:`multimodal_sched.methods.base`; the strategy methods (``ogm-ge``, ``pmr``, ...) are
+``joint`` with that strategy (:meth:`RunConfig.strategy_spec`).  Model selection uses the val split only;
+the test split is evaluated once, on the selected checkpoint.  The run directory is :mod:`multimodal_sched.rundir`.
 
 Per-rank losses are weighted by ``shard / global batch`` so that DDP's gradient average is the
 gradient of the global batch mean (``config.batch_size`` is the global batch); with one process the
@@ -33,11 +35,12 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed as D
 from . import probing
-from .config import RunConfig, load_config
+from .config import SCHEDULE_METHODS, RunConfig, load_config
 from .controller import Controller
 from .data import MultimodalData, build_dataset
 from .lr_schedule import set_lr, step_lr
 from .methods import JointOutput, get_strategy
+from .methods.mla import MLAFusion
 from .models import CNN4, FUSIONS, MLP, JointModel, ResNet18, default_encoder, infer_out_dim
 from .rundir import RunDir, RunDirError
 
@@ -125,10 +128,10 @@ def _validate_against_data(config: RunConfig, data: MultimodalData) -> None:
     if config.method in ("pid", "mi") and config.k > n_probe:
         raise ValueError(f"config.k: k={config.k} clusters need at least {config.k} probe samples, "
                          f"but the probe split has {n_probe}; lower k or enlarge the probe split")
-    if config.method in ("pid", "mi", "schedule") and config.stage2_epochs < 1:
+    if not config.joint_from_scratch and config.method != "unimodal" and config.stage2_epochs < 1:
         raise ValueError(f"config.stage2_epochs must be >= 1 for method {config.method!r}")
-    if config.method == "joint" and config.joint_epochs < 1:
-        raise ValueError("config.joint_epochs must be >= 1 for method 'joint'")
+    if config.joint_from_scratch and config.joint_epochs < 1:
+        raise ValueError(f"config.joint_epochs must be >= 1 for method {config.method!r}")
     if config.method == "unimodal" and config.unimodal_epochs < 1:
         raise ValueError("config.unimodal_epochs must be >= 1 for method 'unimodal'")
     if len(data.splits["train"]) < 2:
@@ -142,8 +145,9 @@ class _Uni(nn.Module):
         super().__init__()
         self.enc, self.head = enc, head
 
-    def forward(self, x):
-        return self.head(self.enc(x))
+    def forward(self, x, with_z: bool = False):
+        z = self.enc(x)
+        return (self.head(z), z) if with_z else self.head(z)
 
 
 class _Outputs(nn.Module):
@@ -178,8 +182,16 @@ class Runner:
             encs = [_make_encoder(config, tuple(data.sample(m).shape[1:])) for m in (1, 2)]
         dims = [infer_out_dim(e.to(self.device), data.sample(m), name=f"encoder{m}")
                 for m, e in zip((1, 2), encs)]
-        heads = [nn.Linear(d, C) for d in dims]
-        fusion = FUSIONS[config.fusion](dims[0], dims[1], C)
+        self.strategy_name, strategy_options = config.strategy_spec()
+        if self.strategy_name == "mla":   # one head shared by both modalities, entropy-weighted fusion
+            if dims[0] != dims[1]:
+                raise ValueError(f"mla shares one head between the modalities, so both embeddings need one "
+                                 f"width; encoder1 gives {dims[0]}, encoder2 {dims[1]}")
+            head = nn.Linear(dims[0], C)
+            heads, fusion = [head, head], MLAFusion(head)
+        else:
+            heads = [nn.Linear(d, C) for d in dims]
+            fusion = FUSIONS[config.fusion](dims[0], dims[1], C)
         self.model = JointModel(encs[0], encs[1], heads[0], heads[1], fusion).to(self.device)
         self.gens = {k: torch.Generator().manual_seed(config.seed * 1000 + i)
                      for i, k in enumerate(("m1", "m2", "joint"))}
@@ -199,7 +211,12 @@ class Runner:
         self.opts = {f"m{m}": make_optimizer(list(encs[m - 1].parameters()) + list(heads[m - 1].parameters()),
                                              lr=config.lr_stage1, **opt) for m in (1, 2)}
         self.opt_joint = None
-        self.strategy = get_strategy(config.stage2, **config.stage2_options)
+        self.strategy = get_strategy(self.strategy_name, **strategy_options)
+        self.schedule = None
+        if config.method in SCHEDULE_METHODS:
+            from .schedules import get_schedule
+            self.schedule = get_schedule(config.method, **config.method_options)
+            self.schedule.setup(max_epochs=config.max_unimodal_epochs)
         self.strategy_ready = False
         self.controller = None
         if config.method in ("pid", "mi"):
@@ -217,7 +234,7 @@ class Runner:
             self.joint_net = None   # wrapped when Stage II starts (its parameters are all trained then)
         self._cache = {}            # modality -> (modality_epochs, embeddings, labels)
         # progress state
-        self.phase = "stage2" if config.method == "joint" else "stage1"
+        self.phase = "stage2" if config.joint_from_scratch else "stage1"
         self.stage1_epoch = 0
         self.stage2_epoch = 0
         self.modality_epochs = [0, 0]
@@ -238,6 +255,7 @@ class Runner:
             "opt_joint": self.opt_joint.state_dict() if self.opt_joint is not None else None,
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "strategy": self.strategy.state_dict() if self.strategy_ready else None,
+            **({"schedule": self.schedule.state_dict()} if self.schedule is not None else {}),
             "rng": _rng_state(self.gens),
         })
         D.barrier()
@@ -256,17 +274,28 @@ class Runner:
             self.strategy.load_state_dict(st["strategy"] or {})
         if self.controller is not None and st["controller"] is not None:
             self.controller.load_state_dict(st["controller"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(st["schedule"])
         _set_rng_state(st["rng"], self.gens)
         self.dir.trim_events(st["n_events"])
         D.barrier()   # nobody appends events before every rank has read the checkpoint
         log.info("resumed %s at phase=%s stage1_epoch=%d stage2_epoch=%d", self.dir.path, self.phase,
                  self.stage1_epoch, self.stage2_epoch)
 
-    def _save_best(self, key: str, val: float, epoch: int, modules: dict) -> None:
+    def _save_best(self, key: str, val: float, epoch: int, modules: dict, *, force: bool = False) -> None:
         b = self.best.get(key)
-        if b is None or val > b["val"]:
+        if force or b is None or val > b["val"]:
             self.best[key] = {"val": val, "epoch": epoch}
             self.dir.save_best(key, {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()})
+
+    def _uni_modules(self, m: int) -> dict:
+        return {"encoder": getattr(self.model, f"encoder{m}"), "head": getattr(self.model, f"head{m}")}
+
+    def _restore_best_uni(self, m: int) -> None:
+        """Reload modality ``m``'s best-val encoder and head (every rank reads best.pt after a barrier)."""
+        best = self.dir.load_best()[f"m{m}"]
+        for name, mod in self._uni_modules(m).items():
+            mod.load_state_dict(best[name])
 
     def _tick(self) -> None:
         self.save()
@@ -290,12 +319,26 @@ class Runner:
                             self.cfg.lr_gamma))
         net.train()
         sizes = self.samplers[f"m{m}"].global_sizes()
+        guide = self.schedule.guidance(m) if self.schedule is not None else None
+        if guide is not None:   # the anchor encoder is frozen: eval mode, no gradient, outside DDP
+            anchor, lam = guide
+            anchor_enc = getattr(self.model, f"encoder{anchor}")
+            anchor_was = anchor_enc.training
+            anchor_enc.eval()
         tot, correct, n = 0.0, 0, 0
         for b, batch in enumerate(self.loaders[f"m{m}"]):
             x, y = batch[m - 1].to(self.device), batch[2].to(self.device)
             with self._autocast():
-                logits = net(x).float()
+                if guide is None:
+                    logits = net(x).float()
+                else:
+                    logits, z = net(x, with_z=True)
+                    logits = logits.float()
             loss = F.cross_entropy(logits, y)
+            if guide is not None:
+                with torch.no_grad(), self._autocast():
+                    za = anchor_enc(batch[anchor - 1].to(self.device))
+                loss = loss + lam * self.schedule.guidance_loss(z.float(), za.float())
             _check_loss(loss, f"Stage I modality {m}")
             opt.zero_grad(set_to_none=True)
             self._weighted(loss, len(y), sizes[b]).backward()
@@ -303,10 +346,15 @@ class Runner:
             tot += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
+        if guide is not None:
+            anchor_enc.train(anchor_was)
         D.sync_buffers(getattr(self.model, f"encoder{m}"))
         D.sync_buffers(getattr(self.model, f"head{m}"))
         tot, correct, n = D.all_sum([tot, correct, n], self.device)
-        return {"loss": tot / n, "acc": correct / n}
+        out = {"loss": tot / n, "acc": correct / n}
+        if guide is not None:
+            out["guide_weight"] = lam
+        return out
 
     @torch.no_grad()
     def _eval(self, split: str, m: int | None = None, model: JointModel | None = None) -> dict:
@@ -314,42 +362,46 @@ class Runner:
         model = model or self.model
         was = model.training
         model.eval()
-        tot, c, c1, c2, n = 0.0, 0, 0, 0, 0
+        tot, c, c1, c2, t1, t2, n = 0.0, 0, 0, 0, 0.0, 0.0, 0
         for x1, x2, y in self.eval_loaders[split]:
             x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
             if m is None:
                 fused, l1, l2 = model(x1, x2)
                 c1 += (l1.argmax(1) == y).sum().item()
                 c2 += (l2.argmax(1) == y).sum().item()
+                t1 += F.cross_entropy(l1, y, reduction="sum").item()
+                t2 += F.cross_entropy(l2, y, reduction="sum").item()
             else:
                 fused = getattr(model, f"head{m}")(getattr(model, f"encoder{m}")(x1 if m == 1 else x2))
             tot += F.cross_entropy(fused, y, reduction="sum").item()
             c += (fused.argmax(1) == y).sum().item()
             n += len(y)
         model.train(was)
-        tot, c, c1, c2, n = D.all_sum([tot, c, c1, c2, n], self.device)
-        return {"loss": tot / n, "acc": c / n, "acc1": c1 / n, "acc2": c2 / n}
+        tot, c, c1, c2, t1, t2, n = D.all_sum([tot, c, c1, c2, t1, t2, n], self.device)
+        return {"loss": tot / n, "acc": c / n, "acc1": c1 / n, "acc2": c2 / n, "loss1": t1 / n, "loss2": t2 / n}
 
     def _start_stage2(self) -> None:
         cfg = self.cfg
-        lr = cfg.lr_stage1 if cfg.method == "joint" else cfg.lr_stage2
+        lr = cfg.lr_stage1 if cfg.joint_from_scratch else cfg.lr_stage2
         self.opt_joint = make_optimizer(self.model.parameters(), name=cfg.optimizer, lr=lr,
                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if self.joint_net is None:
-            self.joint_net = D.DDP(_Outputs(self.model), **self._ddp_kw)
-        epochs = cfg.joint_epochs if cfg.method == "joint" else cfg.stage2_epochs
+            # a strategy's loss may leave parts of the model out (concat, ogm-ge and pmr the unimodal
+            # heads, mla the idle encoder, gblending a classifier weighted 0): DDP must look for them
+            self.joint_net = D.DDP(_Outputs(self.model), find_unused_parameters=True, **self._ddp_kw)
+        epochs = cfg.joint_epochs if cfg.joint_from_scratch else cfg.stage2_epochs
         self.strategy.setup(self.model, n_classes=self.data.n_classes, epochs=epochs)
         self.strategy_ready = True
 
     def _train_joint(self) -> dict:
         cfg, s = self.cfg, self.strategy
-        base = cfg.lr_stage1 if cfg.method == "joint" else cfg.lr_stage2
+        base = cfg.lr_stage1 if cfg.joint_from_scratch else cfg.lr_stage2
         set_lr(self.opt_joint, step_lr(base, self.stage2_epoch - 1, cfg.lr_step_epochs, cfg.lr_gamma))
         net = self.joint_net
         net.train()
         s.on_epoch_start(self.stage2_epoch, self.model)
         sizes = self.samplers["joint"].global_sizes()
-        tot, correct, n = 0.0, 0, 0
+        tot, correct, n, tf, t1, t2 = 0.0, 0, 0, 0.0, 0.0, 0.0
         for b, (x1, x2, y) in enumerate(self.loaders["joint"]):
             x1, x2, y = x1.to(self.device), x2.to(self.device), y.to(self.device)
             with self._autocast():
@@ -364,9 +416,13 @@ class Runner:
             tot += loss.item() * len(y)
             correct += (out.fused.argmax(1) == y).sum().item()
             n += len(y)
+            with torch.no_grad():   # each classifier's training cross-entropy (G-Blending reads them)
+                tf += F.cross_entropy(out.fused, y, reduction="sum").item()
+                t1 += F.cross_entropy(out.logits1, y, reduction="sum").item()
+                t2 += F.cross_entropy(out.logits2, y, reduction="sum").item()
         D.sync_buffers(self.model)
-        tot, correct, n = D.all_sum([tot, correct, n], self.device)
-        return {"loss": tot / n, "acc": correct / n}
+        tot, correct, n, tf, t1, t2 = D.all_sum([tot, correct, n, tf, t1, t2], self.device)
+        return {"loss": tot / n, "acc": correct / n, "loss_fused": tf / n, "loss1": t1 / n, "loss2": t2 / n}
 
     # ------------------------------------------------------------------- probe
     def _embed(self, m: int) -> tuple:
@@ -401,6 +457,8 @@ class Runner:
         cfg = self.cfg
         if cfg.method in ("pid", "mi"):
             return None if self.controller.finished else self.controller.decision.modalities
+        if self.schedule is not None:
+            return self.schedule.plan()
         if cfg.method == "unimodal":
             return (1, 2) if self.stage1_epoch < cfg.unimodal_epochs else None
         e1, e2 = cfg.schedule_epochs
@@ -410,6 +468,9 @@ class Runner:
     def run_stage1(self, bar) -> None:
         cfg = self.cfg
         while True:
+            if self.schedule is not None:   # a modality that finished: back to its best-val weights
+                for m in self.schedule.pop_restores():
+                    self._restore_best_uni(m)
             mods = self.stage1_plan()
             if mods is None:
                 break
@@ -421,11 +482,15 @@ class Runner:
                 self.modality_epochs[m - 1] += 1
                 ev[f"m{m}"] = {"train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va["loss"],
                                "val_acc": va["acc"], "modality_epoch": self.modality_epochs[m - 1]}
+                if "guide_weight" in tr:
+                    ev[f"m{m}"]["guide_weight"] = tr["guide_weight"]
                 if cfg.method == "unimodal":
-                    self._save_best(f"m{m}", va["acc"], self.stage1_epoch,
-                                    {"encoder": getattr(self.model, f"encoder{m}"),
-                                     "head": getattr(self.model, f"head{m}")})
+                    self._save_best(f"m{m}", va["acc"], self.stage1_epoch, self._uni_modules(m))
+                if self.schedule is not None and self.schedule.observe(m, va["acc"]):
+                    self._save_best(f"m{m}", va["acc"], self.stage1_epoch, self._uni_modules(m), force=True)
             ev["modality_epochs"] = list(self.modality_epochs)
+            if self.schedule is not None:
+                ev["schedule"] = self.schedule.describe()
             self.dir.event(ev)
             bar.update(1)
             bar.set_postfix({f"val{m}": f"{ev[f'm{m}']['val_acc']:.3f}" for m in mods})
@@ -448,7 +513,7 @@ class Runner:
     # ------------------------------------------------------------ stage II
     def run_stage2(self, bar) -> None:
         cfg = self.cfg
-        n = cfg.joint_epochs if cfg.method == "joint" else cfg.stage2_epochs
+        n = cfg.joint_epochs if cfg.joint_from_scratch else cfg.stage2_epochs
         if self.opt_joint is None:
             self._start_stage2()
         while self.stage2_epoch < n:
@@ -457,7 +522,9 @@ class Runner:
             va = self._eval("val")
             ev = {"type": "epoch", "phase": "stage2", "epoch": self.stage2_epoch, "train_loss": tr["loss"],
                   "train_acc": tr["acc"], "val_loss": va["loss"], "val_acc": va["acc"], "val_acc1": va["acc1"],
-                  "val_acc2": va["acc2"]}
+                  "val_acc2": va["acc2"], "train_loss_fused": tr["loss_fused"], "train_loss_1": tr["loss1"],
+                  "train_loss_2": tr["loss2"], "val_loss_fused": va["loss"], "val_loss_1": va["loss1"],
+                  "val_loss_2": va["loss2"]}
             self.strategy.on_epoch_end(self.stage2_epoch, {k: v for k, v in ev.items() if k not in ("type", "phase")})
             self.dir.event(ev)
             self._save_best("joint", va["acc"], self.stage2_epoch, {"model": self.model})
@@ -590,7 +657,6 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
         config = config.replace(out=run_dir)
         saved_dict = config.to_dict()
         rd = RunDir(run_dir, writer=rank == 0)
-        _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
         state = None
     else:
         rd = RunDir(resume, writer=rank == 0)
@@ -602,7 +668,9 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)
+        runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)   # may refuse the model
+        if resume is None:   # the folder is created once the model is known to be buildable
+            _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
         runner.interrupt_after = interrupt_after
         if state is not None:
             runner.load(state)
@@ -617,13 +685,14 @@ def _execute(runner: Runner, config: RunConfig, rank: int, t0: float) -> RunResu
 
     show = config.progress and rank == 0
     if runner.phase == "stage1":
-        total = {"unimodal": config.unimodal_epochs, "schedule": max(config.schedule_epochs)}.get(
+        total = {"unimodal": config.unimodal_epochs, "schedule": max(config.schedule_epochs),
+                 "sequential": 2 * config.max_unimodal_epochs, "udi": 2 * config.max_unimodal_epochs}.get(
             config.method, config.max_unimodal_epochs)
         with tqdm(total=total, initial=runner.stage1_epoch, desc=f"{config.method} stage I",
                   disable=not show, leave=False) as bar:
             runner.run_stage1(bar)
     if runner.phase == "stage2":
-        total = config.joint_epochs if config.method == "joint" else config.stage2_epochs
+        total = config.joint_epochs if config.joint_from_scratch else config.stage2_epochs
         with tqdm(total=total, initial=runner.stage2_epoch, desc=f"{config.method} stage II",
                   disable=not show, leave=False) as bar:
             runner.run_stage2(bar)

@@ -180,7 +180,7 @@ BAD = {
     "dataset": "mnist", "data_path": "/nonexistent/x", "dataset_options": [], "seed": -1, "method": "best",
     "out": 3, "encoder": "vit", "width": 0, "fusion": "max", "optimizer": "rmsprop", "lr_stage1": 0,
     "lr_stage2": -1.0, "momentum": 1.0, "weight_decay": -1, "lr_step_epochs": 0, "lr_gamma": 2.0,
-    "batch_size": 0, "stage2": "bogus", "stage2_options": {"nope": 1}, "max_unimodal_epochs": -1,
+    "batch_size": 0, "stage2": "bogus", "stage2_options": {"nope": 1}, "method_options": [], "max_unimodal_epochs": -1,
     "stage2_epochs": -1, "joint_epochs": -1, "unimodal_epochs": -1, "schedule_epochs": [1], "tau_u": 0.5,
     "lambda_s": 0, "probe_every": 0, "max_switches": -1, "max_modality_epochs": 0, "eps": 0,
     "when_balanced": "never", "k": 0, "pca_dims": 0, "binning": "x", "pid_method": "bogus", "probe_cache": "yes",

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from .base import JointOutput, Strategy, register
 from ._common import all_reduce_sum, check_bool, check_float, unwrap, world_size
 
-__all__ = ["MLA", "mla_fused_logits", "owm_update"]
+__all__ = ["MLA", "MLAFusion", "mla_fused_logits", "owm_update"]
 
 
 def owm_update(P: torch.Tensor, s: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -86,6 +86,19 @@ def mla_fused_logits(l1: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
     e = torch.stack([-(F.softmax(l, 1) * F.log_softmax(l, 1)).sum(1) for l in (l1, l2)], 1)
     w = F.softmax(-e, dim=1)  # = exp(max e - e^m) / sum_k exp(max e - e^k)
     return w[:, :1] * l1 + w[:, 1:] * l2
+
+
+class MLAFusion(torch.nn.Module):
+    """The model's ``fusion`` under MLA: the shared ``head`` on each embedding, fused by
+    :func:`mla_fused_logits` (no parameters of its own, no gradient), so ``model(x1, x2)[0]``
+    is MLA's test-time prediction."""
+
+    def __init__(self, head: torch.nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, z1, z2):
+        return mla_fused_logits(self.head(z1), self.head(z2))
 
 
 @register
