@@ -25,7 +25,9 @@ path: ~13 instead of ~15 steps at 20x20x6).
 
 * Mehrotra's predictor-corrector: an affine step gives sigma = mu_aff / mu
   (floored at 0.1, or 0.3 after a damped step); the corrector carries the
-  second-order term, and falls back to the plain Newton step of the barrier
+  second-order terms, ds_aff dc_aff and the curvature of the slacks along the
+  affine step (without it, blocks of tiny mass whose slack the linear model
+  overestimates cut every step short), and falls back to the plain Newton step of the barrier
   merit -(a f + b g) - sigma mu sum w log(-h) when the corrected direction is
   not a descent direction for it;
 * fraction-to-boundary on the true (nonlinear) slacks, a cap of 4 nats on the
@@ -376,6 +378,27 @@ def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
 
 
 @njit(cache=True)
+def _curvature(mask, c, pi, df, dg, t, v):
+    """t = grad h . d and v = d^T hess h d = Var_pi(df + dg) per block."""
+    n1, n2, ny = mask.shape
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] == np.inf:
+                t[i, j] = 0.0
+                v[i, j] = 0.0
+                continue
+            acc = 0.0
+            acc2 = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    d = df[i, k] + dg[j, k]
+                    acc += pi[i, j, k] * d
+                    acc2 += pi[i, j, k] * d * d
+            t[i, j] = acc
+            v[i, j] = max(acc2 - acc * acc, 0.0)
+
+
+@njit(cache=True)
 def _slope(mask, c, pi, df, dg, t):
     """t = grad h . (df, dg) = sum_y pi (df + dg) per block."""
     n1, n2, ny = mask.shape
@@ -598,6 +621,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     dsa = np.zeros((n1, n2))
     ds = np.zeros((n1, n2))
     target = np.zeros((n1, n2))
+    va = np.zeros((n1, n2))
     qbest = q.copy()
     fbest = f.copy()
     gbest = g.copy()
@@ -654,7 +678,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         # predictor (sigma = 0): M d = (a, b)
         coef[:, :] = 0.0
         _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
-        _slope(mask, c, pi, df, dg, t)
+        _curvature(mask, c, pi, df, dg, t, va)
         ax = 1.0
         asl = 1.0
         for i in range(n1):
@@ -682,7 +706,11 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
             sigma = 1.0  # jammed: a pure centering step
             corr = 0.0
         smu = sigma * mu
-        # corrector with the second-order term: M d = (a, b) - A[(target/c) pi];
+        # corrector with the second-order terms: M d = (a, b) - A[(target/c) pi]
+        # with target = smu w - ds_aff dc_aff + s v_aff / 2, where the slack
+        # change of the affine step to second order is dc_aff = -(t + v_aff / 2),
+        # v_aff = d_aff^T hess h d_aff (the curvature of the log-sum-exp: a block
+        # whose slack the linear model overestimates is pushed back inside);
         # without that term d is the Newton step of the barrier merit, a
         # descent direction: fall back to it if the corrected d is not
         for attempt in range(2):
@@ -690,8 +718,11 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                 for j in range(n2):
                     if c[i, j] == np.inf:
                         continue
-                    # target = smu w - ds_aff dc_aff, with dc_aff = -t_aff
-                    target[i, j] = smu * w[i, j] + (corr * dsa[i, j] * t[i, j] if attempt == 0 else 0.0)
+                    if attempt == 0:
+                        second = dsa[i, j] * (t[i, j] + 0.5 * va[i, j]) + 0.5 * s[i, j] * va[i, j]
+                        target[i, j] = smu * w[i, j] + corr * second
+                    else:
+                        target[i, j] = smu * w[i, j]
                     coef[i, j] = target[i, j] / c[i, j]
             _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
             _slope(mask, c, pi, df, dg, tc)

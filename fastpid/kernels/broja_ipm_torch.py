@@ -26,7 +26,8 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   Numba kernel) and refactored alone; predictor and corrector share the
   factor (batched ``cholesky_solve``);
 * Mehrotra predictor-corrector: sigma = mu_aff / mu, floored at 0.1 (0.3 after
-  a damped step), capped at 0.9; the corrector (second-order term) and the
+  a damped step), capped at 0.9; the corrector (second-order terms, with the
+  curvature of the slacks along the affine step, as the Numba kernel) and the
   plain barrier-Newton fallback direction are solved together as two
   right-hand sides, and each item takes the fallback when its corrected
   direction is not a descent direction of the weighted barrier merit
@@ -279,6 +280,13 @@ def _slope(pi, df, dg):
     return (pi * (df.unsqueeze(-2) + dg.unsqueeze(-3))).sum(-1)
 
 
+def _curvature(pi, df, dg):
+    """t = grad h . d and v = d^T hess h d = Var_pi(df + dg) per block."""
+    d = df.unsqueeze(-2) + dg.unsqueeze(-3)
+    t = (pi * d).sum(-1)
+    return t, ((pi * d * d).sum(-1) - t * t).clamp(min=0.0)
+
+
 def _project(L, dsc, act, a, b, mask, blk, s, c, pi, target, rounds):
     """A feasible q near q0 = s softmax(f + g), per item: corrections
     q += s pi (u + (1/c - 1) pi.u), u = A^T y, A B A^T y = (a, b) - A q (the
@@ -511,7 +519,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         # predictor (sigma = 0): M d = (a, b)
         zero = torch.zeros(W, n1, n2, 1, dtype=dt, device=dev)
         dfa, dga = _direction(L, dsc, act, a, b, pi, zero)
-        t = _slope(pi, dfa[..., 0], dga[..., 0])
+        t, va = _curvature(pi, dfa[..., 0], dga[..., 0])
         dsa = torch.where(blk, s * (t / c - 1.0), 0.0)
         tp = blk & (t > 0)
         ax = torch.where(tp, c / torch.where(tp, t, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
@@ -531,7 +539,8 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
 
         # corrector with the second-order term, and the plain barrier-Newton
         # step (a descent direction of the merit) as a second right-hand side
-        tgt0 = smw + corr[:, None, None] * dsa * t
+        # (second order: ds_aff dc_aff with dc_aff = -(t + va / 2), and s va / 2)
+        tgt0 = smw + corr[:, None, None] * (dsa * (t + 0.5 * va) + 0.5 * s * va)
         tgt = torch.stack((tgt0, smw), -1)                              # (W, n1, n2, 2)
         coef = torch.where(blk[..., None], tgt / c[..., None], 0.0)
         df2, dg2 = _direction(L, dsc, act, a, b, pi, coef)
