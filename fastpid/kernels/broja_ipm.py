@@ -41,6 +41,12 @@ cell, so cells that are tiny but positive at the optimum cost nothing, and
 blocks that are empty at the optimum are strictly inactive constraints: no
 crossover is needed.
 
+Each iteration is the same named steps as the torch port
+(:mod:`fastpid.kernels.broja_ipm_torch`), with the settings of
+:mod:`fastpid.kernels._constants`: ``_certify`` (when due), ``_predictor``,
+``_corrector``, ``_step_lengths``, ``_line_search``, ``_update_multipliers``;
+``_start`` before the loop and ``_finish`` after it.
+
 Structure used:
 
 * The Newton matrix is A B A^T, A the marginal (Kronecker) map, B block
