@@ -60,7 +60,9 @@ Structure used:
   when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
   is projected onto the marginals by Newton corrections that reuse the
   iteration's factor (multiplicative, so the support and positivity are
-  kept), then alternating scaling removes the round-off; (f, g), shifted so
+  kept), then alternating scaling removes the round-off (where it converges
+  too slowly, on nearly decomposable supports, an exact rounding label by
+  label finishes); (f, g), shifted so
   that the tightest constraint of each x1 row is active, is dual feasible,
   so its value D is a rigorous lower bound on min F0, and gap = F0(q) - D
   bounds the error of I_q(X1,X2;Y) and hence of every atom.  p itself is
@@ -127,6 +129,53 @@ def _restore(q, a, b, target, max_sweeps):
         viol = _violation(q, a, b)
         sweeps += 1
     return viol
+
+
+@njit(cache=True)
+def _round(q, a, b, mask):
+    """Round q exactly onto the marginals, label by label (the constraints of
+    different labels are independent): scale down the (x1, y) rows above a and
+    then the (x2, y) columns above b, and give the remaining deficits back as
+    their outer product (normalized), which lies on the support.  Keeps q >= 0
+    and moves it by at most about twice its violation; used where alternating
+    scaling converges too slowly (nearly decomposable supports)."""
+    n1, n2, ny = q.shape
+    er = np.empty(n1)
+    ec = np.empty(n2)
+    for k in range(ny):
+        for i in range(n1):
+            acc = 0.0
+            for j in range(n2):
+                acc += q[i, j, k]
+            if acc > a[i, k]:
+                r = a[i, k] / acc
+                for j in range(n2):
+                    q[i, j, k] *= r
+        for j in range(n2):
+            acc = 0.0
+            for i in range(n1):
+                acc += q[i, j, k]
+            if acc > b[j, k]:
+                r = b[j, k] / acc
+                for i in range(n1):
+                    q[i, j, k] *= r
+        tot = 0.0
+        for i in range(n1):
+            acc = a[i, k]
+            for j in range(n2):
+                acc -= q[i, j, k]
+            er[i] = max(acc, 0.0)
+            tot += er[i]
+        for j in range(n2):
+            acc = b[j, k]
+            for i in range(n1):
+                acc -= q[i, j, k]
+            ec[j] = max(acc, 0.0)
+        if tot > 0.0:
+            for i in range(n1):
+                for j in range(n2):
+                    if mask[i, j, k]:
+                        q[i, j, k] += er[i] * ec[j] / tot
 
 
 @njit(cache=True)
@@ -617,6 +666,9 @@ def _certify(fac, ridx, a, b, mask, s, c, pi, f, g, q, feas_tol):
     (gap, violation)."""
     _project(fac, ridx, a, b, mask, s, c, pi, q, 0.1 * feas_tol, PROJECT_ROUNDS)
     viol = _restore(q, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
+    if viol > 0.1 * feas_tol:
+        _round(q, a, b, mask)
+        viol = _violation(q, a, b)
     F0, Dv = _certificate(q, mask, a, b, f, g)
     return F0 - Dv, viol
 
@@ -775,7 +827,8 @@ def _finish(p, a, b, mask, q, f, g, it, gap, viol, status, qbest, fbest, gbest, 
     negative gap), keep p if better, re-certify.  Otherwise (or if that fails)
     the best certified iterate seen.  Returns (q, f, g, it, gap, viol, status)."""
     if status == 0:
-        _restore(q, a, b, FINAL_TARGET, FINAL_SWEEPS)
+        if _restore(q, a, b, FINAL_TARGET, FINAL_SWEEPS) > FINAL_TARGET:
+            _round(q, a, b, mask)
         _keep_better(p, q, mask)
         viol = _violation(q, a, b)
         F0, Dv = _certificate(q, mask, a, b, f, g)

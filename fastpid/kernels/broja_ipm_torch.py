@@ -115,6 +115,34 @@ def _restore(q, a, b, target, max_sweeps):
     return q, viol
 
 
+def _round(q, a, b, mask):
+    """Round q exactly onto the marginals, label by label (as the Numba
+    kernel): scale down the (x1, y) rows above a, then the (x2, y) columns above
+    b, and give the remaining deficits back as their normalized outer product
+    on the support."""
+    rs = q.sum(2)
+    q = q * torch.where(rs > a, a / torch.where(rs > a, rs, 1.0), 1.0)[:, :, None, :]
+    cs = q.sum(1)
+    q = q * torch.where(cs > b, b / torch.where(cs > b, cs, 1.0), 1.0)[:, None, :, :]
+    er = (a - q.sum(2)).clamp(min=0.0)                      # (W, n1, ny)
+    ec = (b - q.sum(1)).clamp(min=0.0)                      # (W, n2, ny)
+    tot = er.sum(1)                                         # (W, ny)
+    add = er[:, :, None, :] * ec[:, None, :, :] / torch.where(tot > 0, tot, 1.0)[:, None, None, :]
+    return q + torch.where(mask & (tot > 0)[:, None, None, :], add, 0.0)
+
+
+def _round_where(q, a, b, mask, viol, target):
+    """_round on the items whose violation exceeds ``target``; returns (q, violation)."""
+    need = viol > target
+    if not bool(need.any()):
+        return q, viol
+    q, viol = q.clone(), viol.clone()
+    idx = need.nonzero().squeeze(1)
+    qi = _round(q[idx], a[idx], b[idx], mask[idx])
+    q[idx], viol[idx] = qi, _violation(qi, a[idx], b[idx])
+    return q, viol
+
+
 def _certificate(q, mask, a, b, f, g):
     """(F0(q), dual lower bound D) in nats per item, for the dual guess (f, g)
     shifted per x1 row to dual feasibility (max_x2 logsumexp_y(f + g) = 0)."""
@@ -444,6 +472,7 @@ def _certify(L, dsc, act, a, b, mask, blk, s, c, pi, f, g, feas_tol):
     with (f, g).  Returns (q, gap, violation)."""
     qc = _project(L, dsc, act, a, b, mask, blk, s, c, pi, 0.1 * feas_tol, PROJECT_ROUNDS)
     qc, vc = _restore(qc, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
+    qc, vc = _round_where(qc, a, b, mask, vc, 0.1 * feas_tol)
     F0, Dv = _certificate(qc, mask, a, b, f, g)
     return qc, F0 - Dv, vc
 
@@ -634,7 +663,8 @@ def _finish(fi, orig, status, p, a, b, mask, q, f, g, it, gap, viol, best_gap, b
     c0 = st == 0
     if bool(c0.any()):
         ci = c0.nonzero().squeeze(1)
-        qc, _ = _restore(q_f[ci], af[ci], bf[ci], FINAL_TARGET, FINAL_SWEEPS)
+        qc, vr = _restore(q_f[ci], af[ci], bf[ci], FINAL_TARGET, FINAL_SWEEPS)
+        qc, _ = _round_where(qc, af[ci], bf[ci], mf[ci], vr, FINAL_TARGET)
         qc = _keep_better(pf[ci], qc, mf[ci])
         vc = _violation(qc, af[ci], bf[ci])
         F0, Dv = _certificate(qc, mf[ci], af[ci], bf[ci], f_f[ci], g_f[ci])
