@@ -1,6 +1,10 @@
 """Settings shared by the Numba kernel (:mod:`fastpid.kernels.broja_ipm`) and
 its torch port (:mod:`fastpid.kernels.broja_ipm_torch`): both import them from
-here, so the two follow the same iterates."""
+here, so the two follow the same iterates.
+
+Numba's on-disk cache is keyed on ``broja_ipm.py`` alone: after editing a
+value here, delete ``fastpid/kernels/__pycache__/broja_ipm.*.nb[ic]`` (or
+touch ``broja_ipm.py`` with a content change) so the kernel is recompiled."""
 
 STATUS = {0: "converged", 1: "max_iter reached", 2: "stalled at working precision", 3: "numerical failure"}
 SBAND = 1e10  # block multipliers s are kept within [sigma mu w/(SBAND c), SBAND sigma mu w/c]
