@@ -104,6 +104,7 @@ class RunConfig:
     probe_confidence: float = 0.95
     probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
     amp: bool = False           # bfloat16 autocast in training forward passes
+    track_test: bool = False    # test accuracy after every Stage II epoch: RunResult.test_best_epoch (reporting only)
     # misc
     device: str = "cpu"
     num_threads: int | None = 1
@@ -228,7 +229,7 @@ class RunConfig:
             bad("out", f"must be None (a fresh runs/... folder) or a folder path, got {self.out!r}")
         if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             bad("eps", f"must be in (0, 1), got {self.eps!r}")
-        for name in ("probe_cache", "amp", "progress", "plots"):
+        for name in ("probe_cache", "amp", "track_test", "progress", "plots"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device.startswith(("cpu", "cuda", "mps")):
