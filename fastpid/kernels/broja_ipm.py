@@ -55,7 +55,14 @@ Structure used:
   for each y one (x2, y) row is dropped (the gauge f(., y) + t, g(., y) - t
   leaves everything unchanged).  It is Jacobi-scaled and factored once per
   iteration by LAPACK Cholesky (regularized and retried if it is numerically
-  semi-definite); predictor and corrector share the factor.
+  semi-definite); predictor and corrector share the factor.  Where it needs
+  fewer flops (many labels, few blocks: ``_structured_cost``), the same
+  system is solved instead as D + U diag(beta) U^T: D block diagonal over
+  the labels (inverted per label), U one column A pi per block and
+  beta = s (1/c - 1), by the Woodbury identity with a row-scaled capacitance
+  matrix that stays well posed for beta < 0 and beta = 0
+  (``_factor_structured``); a label whose block is singular (a disconnected
+  support graph) sends that iteration to the dense factor.
 * Certificate (once mu = sum s (-h), the gap of the current primal-dual pair
   when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
   is projected onto the marginals by Newton corrections that reuse the
