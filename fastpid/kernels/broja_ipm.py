@@ -1187,7 +1187,10 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         if not found:
             failed = True  # certify the current iterate, then stop
             continue
-        prev_alpha = ax
+        # a short pure centering step is not followed by another one (at the
+        # centre the centering direction vanishes and the steps would shrink
+        # forever): the next step is a corrector again
+        prev_alpha = ax if corr != 0.0 else max(ax, JAM)
         f[:, :] = fn
         g[:, :] = gn
         c[:, :] = cn
