@@ -260,6 +260,20 @@ def test_few_heavy_cells_among_tiny_ones(cells):
     assert r.iterations <= 40, r.iterations
 
 
+@pytest.mark.xfail(strict=True, reason="known stall: mass on a few cells of a 2x3x3 histogram, 3.55e-15 elsewhere")
+def test_few_heavy_cells_known_stall():
+    """Found by the property tests: stalls at a gap near 1e-3 bits (and says
+    so).  Kept here so that a fix shows up as an unexpected pass."""
+    P = np.full((2, 3, 3), 3.55271368e-15)
+    P[0, 0, 0] = P[0, 1, 0] = P[0, 1, 2] = 1.0
+    P[0, 0, 1] = 2.44140625e-04
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastpid.ConvergenceWarning)
+        r = fastpid.pid(P)
+    assert np.isfinite(r.gap) and r.info["status"] != "numerical failure"
+    check_certified(r)
+
+
 @pytest.mark.parametrize("eps", [1e-160, 1e-200, 1e-300])
 def test_extreme_dynamic_range_never_crashes(eps):
     """Masses near the bottom of double precision (valid finite input): no
@@ -367,3 +381,53 @@ def test_exact_agrees_with_an_independent_reference(seed):
     for k in ATOMS:
         assert getattr(r, k) == pytest.approx(own[k], abs=1e-12), k
         assert getattr(r, k) == pytest.approx(ref[k], abs=r.gap + 1e-8), (k, getattr(r, k), ref[k])
+
+
+# ------------------------------------------------------------------ structured Newton solve
+
+def _dense_newton_matrix(nb_mod, mask, s, c, pi, ridx, na):
+    M = np.zeros((na, na))
+    nb_mod._assemble(mask, s, c, pi, ridx, M)
+    return np.tril(M) + np.tril(M, -1).T
+
+
+@pytest.mark.parametrize("slack", [0.3, 1.0, 2.5, "mixed"])
+@pytest.mark.parametrize("shape", [(2, 2, 7), (3, 4, 5), (5, 2, 9)])
+def test_structured_solve_matches_dense(shape, slack):
+    """The per-label factorization with the Woodbury correction solves the
+    same Newton system as the dense matrix, for blocks with c < 1, c = 1
+    (beta = 0) and c > 1 (beta < 0, an indefinite correction)."""
+    from fastpid.kernels import broja_ipm as nb_mod
+
+    rng = np.random.default_rng(sum(shape))
+    n1, n2, ny = shape
+    P = rng.dirichlet(np.ones(n1 * n2 * ny)).reshape(shape)
+    a, b, py, mask, ridx, na = nb_mod._support(P)
+    s = rng.uniform(0.1, 2.0, (n1, n2))
+    c = (rng.choice([0.3, 1.0, 2.5], (n1, n2)) if slack == "mixed" else np.full((n1, n2), float(slack)))
+    pi = rng.dirichlet(np.ones(ny), (n1, n2))
+    lrow, lcnt, blist, pos1, pos2 = nb_mod._label_structure(mask, ridx)
+    ok, Dinv, beta, Cinv = nb_mod._factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
+    assert ok
+    L, dsc = nb_mod._factor(np.eye(1))
+    fac = (1, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na)
+    M = _dense_newton_matrix(nb_mod, mask, s, c, pi, ridx, na)
+    for _ in range(3):
+        rhs = rng.standard_normal(na)
+        x = nb_mod._solve_structured(fac, rhs)
+        np.testing.assert_allclose(M @ x, rhs, rtol=0, atol=1e-9 * np.abs(rhs).max() * max(1.0, np.abs(M).max()))
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 300), (6, 6, 40)])
+def test_many_labels_take_the_structured_path(shape):
+    """Shapes with many labels: the structured solve is chosen (by flop
+    count) and the solve certifies."""
+    from fastpid.kernels import broja_ipm as nb_mod
+
+    P = np.random.default_rng(1).dirichlet(np.ones(int(np.prod(shape)))).reshape(shape)
+    a, b, py, mask, ridx, na = nb_mod._support(P)
+    lrow, lcnt, blist, pos1, pos2 = nb_mod._label_structure(mask, ridx)
+    st, dense = nb_mod._structured_cost(mask, lcnt, blist.shape[0])
+    assert st < 0.5 * dense
+    r = solve_strict(P)
+    check_certified(r)

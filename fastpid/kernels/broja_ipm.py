@@ -55,7 +55,14 @@ Structure used:
   for each y one (x2, y) row is dropped (the gauge f(., y) + t, g(., y) - t
   leaves everything unchanged).  It is Jacobi-scaled and factored once per
   iteration by LAPACK Cholesky (regularized and retried if it is numerically
-  semi-definite); predictor and corrector share the factor.
+  semi-definite); predictor and corrector share the factor.  Where it needs
+  fewer flops (many labels, few blocks: ``_structured_cost``), the same
+  system is solved instead as D + U diag(beta) U^T: D block diagonal over
+  the labels (inverted per label), U one column A pi per block and
+  beta = s (1/c - 1), by the Woodbury identity with a row-scaled capacitance
+  matrix that stays well posed for beta < 0 and beta = 0
+  (``_factor_structured``); a label whose block is singular (a disconnected
+  support graph) sends that iteration to the dense factor.
 * Certificate (once mu = sum s (-h), the gap of the current primal-dual pair
   when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
   is projected onto the marginals by Newton corrections that reuse the
@@ -392,10 +399,248 @@ def _solve_factored(L, dsc, rhs):
 
 
 @njit(cache=True)
+def _label_structure(mask, ridx):
+    """Static data of the structured Newton solve: per label y the compact
+    indices of its active rows (lrow[y, :lcnt[y]], x1 rows first), the
+    supported blocks (blist, (nb, 2)) and the local positions of a block's
+    (x1, y) and (x2, y) rows in label y (pos1, pos2; -1 if the row is not
+    active or the cell is not supported)."""
+    n1, n2, ny = mask.shape
+    off2 = n1 * ny
+    m = n1 + n2
+    lrow = np.full((ny, m), -1, dtype=np.int64)
+    lcnt = np.zeros(ny, dtype=np.int64)
+    loc = np.full((ny, m), -1, dtype=np.int64)
+    for k in range(ny):
+        for i in range(n1):
+            r = ridx[i * ny + k]
+            if r >= 0:
+                loc[k, i] = lcnt[k]
+                lrow[k, lcnt[k]] = r
+                lcnt[k] += 1
+        for j in range(n2):
+            r = ridx[off2 + j * ny + k]
+            if r >= 0:
+                loc[k, n1 + j] = lcnt[k]
+                lrow[k, lcnt[k]] = r
+                lcnt[k] += 1
+    nb = 0
+    for i in range(n1):
+        for j in range(n2):
+            for k in range(ny):
+                if mask[i, j, k]:
+                    nb += 1
+                    break
+    blist = np.zeros((nb, 2), dtype=np.int64)
+    pos1 = np.full((nb, ny), -1, dtype=np.int64)
+    pos2 = np.full((nb, ny), -1, dtype=np.int64)
+    t = 0
+    for i in range(n1):
+        for j in range(n2):
+            has = False
+            for k in range(ny):
+                if mask[i, j, k]:
+                    has = True
+            if not has:
+                continue
+            blist[t, 0] = i
+            blist[t, 1] = j
+            for k in range(ny):
+                if mask[i, j, k]:
+                    pos1[t, k] = loc[k, i]
+                    pos2[t, k] = loc[k, n1 + j]
+            t += 1
+    return lrow, lcnt, blist, pos1, pos2
+
+
+@njit(cache=True)
+def _structured_cost(mask, lcnt, nb):
+    """Flops of one structured factorization (per-label inverses, the
+    capacitance matrix and its inverse) and of the dense Cholesky factor."""
+    ny = mask.shape[2]
+    na = 0
+    st = 0.0
+    for k in range(ny):
+        na += lcnt[k]
+        st += float(lcnt[k]) ** 3 + 2.0 * float(lcnt[k]) * nb + 2.0 * float(nb) * nb
+    st += 2.0 * float(nb) ** 3
+    return st, float(na) ** 3 / 3.0
+
+
+@njit(cache=True)
+def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
+    """Structured factorization of M = A B A^T = D + U diag(beta) U^T: D is
+    block diagonal over the labels (each block the (x1, y), (x2, y) rows of
+    that label: A_y diag(s pi_y) A_y^T), U has one column A pi_b per (x1, x2)
+    block b, beta_b = s_b (1/c_b - 1).  Returns (ok, Dinv (ny, m, m), beta,
+    Cinv) with Cinv the inverse of the row-scaled capacitance matrix
+    C' = diag(r) (I + diag(beta) G), G = U^T D^-1 U, r_b = 1/beta_b where
+    |beta_b| > 1 (else 1): well posed for beta of any sign or zero (c >= 1).
+    ok is False if some label's D block is not numerically positive
+    definite (a label whose support graph is disconnected): the caller then
+    factors M densely."""
+    n1, n2, ny = mask.shape
+    m = n1 + n2
+    nb = blist.shape[0]
+    Dinv = np.zeros((ny, m, m))
+    beta = np.zeros(nb)
+    Cinv = np.zeros((nb, nb))
+    G = np.zeros((nb, nb))
+    for k in range(ny):
+        nk = lcnt[k]
+        if nk == 0:
+            continue
+        D = np.zeros((nk, nk))
+        for t in range(nb):
+            p1 = pos1[t, k]
+            p2 = pos2[t, k]
+            if p1 < 0 and p2 < 0:
+                continue
+            v = s[blist[t, 0], blist[t, 1]] * pi[blist[t, 0], blist[t, 1], k]
+            if p1 >= 0:
+                D[p1, p1] += v
+            if p2 >= 0:
+                D[p2, p2] += v
+            if p1 >= 0 and p2 >= 0:
+                D[p1, p2] += v
+                D[p2, p1] += v
+        d = np.empty(nk)
+        for r in range(nk):
+            if not D[r, r] > 0.0:
+                return False, Dinv, beta, Cinv
+            d[r] = 1.0 / np.sqrt(D[r, r])
+        for r in range(nk):
+            for q in range(nk):
+                D[r, q] *= d[r] * d[q]
+        try:
+            np.linalg.cholesky(D)
+        except Exception:
+            return False, Dinv, beta, Cinv
+        Di = np.linalg.inv(D)
+        for r in range(nk):
+            for q in range(nk):
+                Dinv[k, r, q] = Di[r, q] * d[r] * d[q]
+        # G += W_k^T Dinv_k W_k, W_k the columns pi_b of U restricted to label k
+        T = np.zeros((nk, nb))
+        for t in range(nb):
+            p1 = pos1[t, k]
+            p2 = pos2[t, k]
+            if p1 < 0 and p2 < 0:
+                continue
+            pv = pi[blist[t, 0], blist[t, 1], k]
+            for r in range(nk):
+                acc = 0.0
+                if p1 >= 0:
+                    acc += Dinv[k, r, p1]
+                if p2 >= 0:
+                    acc += Dinv[k, r, p2]
+                T[r, t] = pv * acc
+        for t in range(nb):
+            p1 = pos1[t, k]
+            p2 = pos2[t, k]
+            if p1 < 0 and p2 < 0:
+                continue
+            pv = pi[blist[t, 0], blist[t, 1], k]
+            for u in range(nb):
+                acc = 0.0
+                if p1 >= 0:
+                    acc += T[p1, u]
+                if p2 >= 0:
+                    acc += T[p2, u]
+                G[t, u] += pv * acc
+    for t in range(nb):
+        i = blist[t, 0]
+        j = blist[t, 1]
+        beta[t] = s[i, j] * (1.0 / c[i, j] - 1.0)
+        big = abs(beta[t]) > 1.0
+        for u in range(nb):
+            G[t, u] = G[t, u] if big else beta[t] * G[t, u]
+        G[t, t] += 1.0 / beta[t] if big else 1.0
+    try:
+        Cinv = np.linalg.inv(G)
+    except Exception:
+        return False, Dinv, beta, Cinv
+    for t in range(nb):
+        for u in range(nb):
+            if not np.isfinite(Cinv[t, u]):
+                return False, Dinv, beta, Cinv
+    return True, Dinv, beta, Cinv
+
+
+@njit(cache=True)
+def _solve_structured(fac, rhs):
+    """M x = rhs by the Woodbury identity on the structured factor:
+    w = D^-1 rhs, z = C'^-1 r (beta U^T w), x = w - D^-1 U z."""
+    Dinv = fac[3]
+    lrow, lcnt, blist, pos1, pos2 = fac[4], fac[5], fac[6], fac[7], fac[8]
+    beta, Cinv, pi = fac[9], fac[10], fac[11]
+    na = rhs.shape[0]
+    ny = lcnt.shape[0]
+    nb = blist.shape[0]
+    w = np.zeros(na)
+    for k in range(ny):
+        nk = lcnt[k]
+        for r in range(nk):
+            acc = 0.0
+            for q in range(nk):
+                acc += Dinv[k, r, q] * rhs[lrow[k, q]]
+            w[lrow[k, r]] = acc
+    tb = np.zeros(nb)
+    for t in range(nb):
+        i = blist[t, 0]
+        j = blist[t, 1]
+        acc = 0.0
+        for k in range(ny):
+            p1 = pos1[t, k]
+            p2 = pos2[t, k]
+            if p1 < 0 and p2 < 0:
+                continue
+            e = 0.0
+            if p1 >= 0:
+                e += w[lrow[k, p1]]
+            if p2 >= 0:
+                e += w[lrow[k, p2]]
+            acc += pi[i, j, k] * e
+        tb[t] = acc if abs(beta[t]) > 1.0 else beta[t] * acc
+    z = np.zeros(nb)
+    for t in range(nb):
+        acc = 0.0
+        for u in range(nb):
+            acc += Cinv[t, u] * tb[u]
+        z[t] = acc
+    v = np.zeros(na)
+    for t in range(nb):
+        i = blist[t, 0]
+        j = blist[t, 1]
+        for k in range(ny):
+            pv = pi[i, j, k] * z[t]
+            if pos1[t, k] >= 0:
+                v[lrow[k, pos1[t, k]]] += pv
+            if pos2[t, k] >= 0:
+                v[lrow[k, pos2[t, k]]] += pv
+    x = w
+    for k in range(ny):
+        nk = lcnt[k]
+        for r in range(nk):
+            acc = 0.0
+            for q in range(nk):
+                acc += Dinv[k, r, q] * v[lrow[k, q]]
+            x[lrow[k, r]] -= acc
+    return x
+
+
+@njit(cache=True)
+def _msolve(fac, rhs):
+    """Solve M x = rhs with the iteration's factor (dense or structured)."""
+    if fac[0] == 1:
+        return _solve_structured(fac, rhs)
+    return _solve_factored(fac[1], fac[2], rhs)
+
+
+@njit(cache=True)
 def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
     """Solve M (df, dg) = (a, b) - A[coef * pi] (coef per block) and scatter
     the solution back to (n1, ny), (n2, ny) (dropped rows get 0)."""
-    L, dsc = fac
     n1, n2, ny = mask.shape
     off2 = n1 * ny
     nr = ridx.shape[0]
@@ -409,11 +654,11 @@ def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
                     v[i, j, k] = coef[i, j] * pi[i, j, k]
     full = np.empty(nr)
     _residual(a, b, mask, v, full)
-    rhs = np.empty(L.shape[0])
+    rhs = np.empty(fac[12])
     for t in range(nr):
         if ridx[t] >= 0:
             rhs[ridx[t]] = full[t]
-    x = _solve_factored(L, dsc, rhs)
+    x = _msolve(fac, rhs)
     for i in range(n1):
         for k in range(ny):
             t = ridx[i * ny + k]
@@ -517,7 +762,6 @@ def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
     pi.u), u = A^T y), repeated while the violation exceeds ``target``; a
     correction that would make a cell non-positive is not applied (the
     alternating scaling that follows does the rest)."""
-    L, dsc = fac
     n1, n2, ny = mask.shape
     off2 = n1 * ny
     nr = ridx.shape[0]
@@ -527,7 +771,7 @@ def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
                 if mask[i, j, k]:
                     q[i, j, k] = s[i, j] * pi[i, j, k]
     full = np.empty(nr)
-    rhs = np.empty(L.shape[0])
+    rhs = np.empty(fac[12])
     yf = np.zeros(nr)
     dq = np.zeros((n1, n2, ny))
     for _ in range(rounds):
@@ -539,7 +783,7 @@ def _project(fac, ridx, a, b, mask, s, c, pi, q, target, rounds):
                 res = max(res, abs(full[t]))
         if res <= target:
             return
-        y = _solve_factored(L, dsc, rhs)
+        y = _msolve(fac, rhs)
         for t in range(nr):
             yf[t] = y[ridx[t]] if ridx[t] >= 0 else 0.0
         for i in range(n1):
@@ -858,7 +1102,13 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     s = np.zeros((n1, n2))
     w = np.zeros((n1, n2))
     _start(a, b, py, mask, f, g, c, pi, s, w)
-    M = np.empty((na, na))
+    lrow, lcnt, blist, pos1, pos2 = _label_structure(mask, ridx)
+    cost_structured, cost_dense = _structured_cost(mask, lcnt, blist.shape[0])
+    use_structured = cost_structured < 0.5 * cost_dense
+    M = np.empty((0, 0)) if use_structured else np.empty((na, na))
+    Dinv = np.zeros((1, 1, 1))
+    beta = np.zeros(1)
+    Cinv = np.zeros((1, 1))
     df = np.zeros((n1, ny))
     dg = np.zeros((n2, ny))
     fn = np.zeros((n1, ny))
@@ -887,8 +1137,19 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     it = 0
     while True:
         mu = _gap_mu(s, c)
-        _assemble(mask, s, c, pi, ridx, M)
-        fac = _factor(M)
+        mode = 0
+        if use_structured:
+            ok, Dinv, beta, Cinv = _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
+            if ok:
+                mode = 1
+        if mode == 1:
+            L, dsc = _factor(np.eye(1))
+        else:
+            if M.shape[0] != na:
+                M = np.empty((na, na))
+            _assemble(mask, s, c, pi, ridx, M)
+            L, dsc = _factor(M)
+        fac = (mode, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na)
         # certification: once mu (the gap of the current pair when q is
         # feasible) is near the tolerance, or when the iteration is about to stop
         if mu <= CERTIFY * gap_tol or it >= max_iter or stall >= STALL - 1 or failed:
@@ -926,7 +1187,10 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         if not found:
             failed = True  # certify the current iterate, then stop
             continue
-        prev_alpha = ax
+        # a short pure centering step is not followed by another one (at the
+        # centre the centering direction vanishes and the steps would shrink
+        # forever): the next step is a corrector again
+        prev_alpha = ax if corr != 0.0 else max(ax, JAM)
         f[:, :] = fn
         g[:, :] = gn
         c[:, :] = cn

@@ -644,7 +644,8 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         found, alpha, fn, gn, cn, pin = _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta)
         # items whose line search failed keep their state: certified next, then stop
         failed = failed | ~found
-        prev_alpha = torch.where(found, alpha, prev_alpha)
+        # a short pure centering step is not followed by another one (as the Numba kernel)
+        prev_alpha = torch.where(found, torch.where(corr == 0.0, alpha.clamp(min=JAM), alpha), prev_alpha)
         f, g, c, pi = fn, gn, cn, pin
         s = _update_multipliers(blk, s, c, ds, asl, smu, w, found)
     return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out

@@ -3,7 +3,8 @@
 A primal-dual interior-point method on the dual of the BROJA program (one
 smooth log-sum-exp constraint per (x1, x2) block; the primal q is recovered as
 block mass times softmax), exploiting its Kronecker structure: one
-(n1 + n2)·ny Cholesky factor per Newton step (see
+(n1 + n2)·ny Cholesky factor per Newton step, or, where that needs fewer
+flops, per-label factors with a Woodbury correction (see
 :mod:`fastpid.kernels.broja_ipm`), compiled with Numba and parallel over a
 batch.  Every answer carries a certificate: ``violation`` (max marginal
 violation of q) and ``gap`` (duality gap in bits, a rigorous bound on the error
