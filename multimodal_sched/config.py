@@ -94,11 +94,14 @@ class RunConfig:
     max_modality_epochs: int | None = None
     eps: float = 1e-6
     when_balanced: str = "both"
-    # probing
-    k: int = 20
+    # probing (multimodal_sched.probing: fastpid.estimate with bootstrap intervals)
+    k: int | None = None        # clusters per modality; None: k*k*ny <= n/5 (probing.choose_k)
     pca_dims: int = 5
     binning: str = "kmeans"
     pid_method: str = "exact"
+    probe_boot: int = 200       # bootstrap replicates per probe (0: no intervals)
+    probe_bias_correction: str | None = "bootstrap"
+    probe_confidence: float = 0.95
     probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
     amp: bool = False           # bfloat16 autocast in training forward passes
     track_test: bool = False    # test accuracy after every Stage II epoch: RunResult.test_best_epoch (reporting only)
@@ -143,7 +146,22 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 bad(name, f"must be a non-negative integer, got {v!r}")
-        for name in ("probe_every", "batch_size", "k", "pca_dims", "width"):
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 2):
+            bad("k", f"must be None (chosen from the probe size) or an integer >= 2, got {self.k!r}")
+        if not isinstance(self.probe_boot, int) or isinstance(self.probe_boot, bool) or self.probe_boot < 0:
+            bad("probe_boot", f"must be a non-negative integer, got {self.probe_boot!r}")
+        if self.probe_bias_correction not in (None, "bootstrap", "shuffle", "extrapolation"):
+            bad("probe_bias_correction", "must be None, 'bootstrap' or 'extrapolation', "
+                                         f"got {self.probe_bias_correction!r}")
+        if self.probe_bias_correction == "shuffle":
+            bad("probe_bias_correction", "'shuffle' needs permutation replicates, which probes do not draw; "
+                                         "use 'bootstrap', 'extrapolation' or None")
+        if self.probe_bias_correction == "bootstrap" and self.probe_boot == 0:
+            bad("probe_bias_correction", "'bootstrap' needs probe_boot > 0")
+        if isinstance(self.probe_confidence, bool) or not (
+                isinstance(self.probe_confidence, (int, float)) and 0 < self.probe_confidence < 1):
+            bad("probe_confidence", f"must be in (0, 1), got {self.probe_confidence!r}")
+        for name in ("probe_every", "batch_size", "pca_dims", "width"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, f"must be a positive integer, got {v!r}")

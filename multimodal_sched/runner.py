@@ -130,7 +130,7 @@ def _check_loss(loss: torch.Tensor, where: str) -> None:
 
 def _validate_against_data(config: RunConfig, data: MultimodalData) -> None:
     n_probe = len(data.splits["probe"])
-    if config.method in ("pid", "mi") and config.k > n_probe:
+    if config.method in ("pid", "mi") and config.k is not None and config.k > n_probe:
         raise ValueError(f"config.k: k={config.k} clusters need at least {config.k} probe samples, "
                          f"but the probe split has {n_probe}; lower k or enlarge the probe split")
     if not config.joint_from_scratch and config.method != "unimodal" and config.stage2_epochs < 1:
@@ -489,10 +489,11 @@ class Runner:
                                  modality_epochs=np.array(self.modality_epochs))
         obs = None
         if self.rank == 0:   # one PID per probe, broadcast: every rank's controller decides alike
-            counts = probing.probe_histogram(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
-                                             binning=cfg.binning)
-            obs = probing.observe_counts(counts, signal="pid" if cfg.method == "pid" else "mi",
-                                         pid_method=cfg.pid_method)
+            est = probing.probe_estimate(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
+                                         binning=cfg.binning, pid_method=cfg.pid_method, n_boot=cfg.probe_boot,
+                                         bias_correction=cfg.probe_bias_correction,
+                                         confidence=cfg.probe_confidence)
+            obs = probing.observation(est, signal="pid" if cfg.method == "pid" else "mi")
         return D.broadcast_obj(obs)
 
     # ------------------------------------------------------------- stage I
