@@ -184,7 +184,7 @@ BAD = {
     "stage2_epochs": -1, "joint_epochs": -1, "unimodal_epochs": -1, "schedule_epochs": [1], "tau_u": 0.5,
     "lambda_s": 0, "probe_every": 0, "max_switches": -1, "max_modality_epochs": 0, "eps": 0,
     "when_balanced": "never", "k": 1, "probe_boot": -1, "probe_bias_correction": "shuffle", "probe_confidence": 1.5, "pca_dims": 0, "binning": "x", "pid_method": "bogus", "probe_cache": "yes",
-    "amp": 1, "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
+    "amp": 1, "track_test": "yes", "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
 }
 
 

@@ -45,14 +45,34 @@ def _read(path: str):
         return json.load(f)
 
 
+#: fields only the controllers (pid, mi) read: ignored when another method's run is reused
+CONTROLLER_FIELDS = ("tau_u", "lambda_s", "probe_every", "max_switches", "max_modality_epochs", "eps",
+                     "when_balanced", "k", "pca_dims", "binning", "pid_method", "probe_boot",
+                     "probe_bias_correction", "probe_confidence", "probe_cache")
+
+
+def _same_run(saved: dict, cfg: RunConfig) -> bool:
+    """Whether a saved config.json describes the run ``cfg`` (fields it lacks take their defaults;
+    the controller's fields do not matter to other methods)."""
+    try:
+        have = RunConfig.from_dict(saved).to_dict()
+    except (ValueError, TypeError):
+        return False
+    want = cfg.to_dict()
+    if cfg.method not in ("pid", "mi"):
+        for f in CONTROLLER_FIELDS:
+            have.pop(f, None)
+            want.pop(f, None)
+    return have == want
+
+
 def run_or_reuse(cfg: RunConfig, out: str, **run_kw) -> dict:
     """``run(cfg, out=out).to_dict()``, or the finished run's result.json when ``out`` holds one
-    from the same config (an unfinished or different run there is replaced)."""
+    of the same run (an unfinished or different run there is replaced)."""
     from ..runner import run
 
     res, conf = os.path.join(out, "result.json"), os.path.join(out, "config.json")
-    want = cfg.replace(out=out).to_dict()
-    if os.path.isfile(res) and os.path.isfile(conf) and _read(conf) == want:
+    if os.path.isfile(res) and os.path.isfile(conf) and _same_run(_read(conf), cfg.replace(out=out)):
         return _read(res)
     if os.path.exists(out):
         shutil.rmtree(out)

@@ -42,16 +42,9 @@ ACCURACIES = ("test_val_selected", "test_best_epoch")
 
 
 def _probe(z1, z2, y, *, k, seed, n_boot):
-    from .. import probing
+    from ..probing import probe_estimate
 
-    if hasattr(probing, "probe_estimate"):
-        return probing.probe_estimate(z1, z2, y, k=k, seed=seed, n_boot=n_boot)
-    from fastpid.estimate import pid_from_samples   # same estimator, k from k^2 * ny <= n / 5
-
-    n, ny = len(y), len(np.unique(y))
-    k = k or max(2, int(math.sqrt(n / (5 * ny))))
-    return pid_from_samples(z1, z2, y, bins=k, discretizer="kmeans", pca_dims=5, seed=seed, n_boot=n_boot,
-                            bias_correction="bootstrap")
+    return probe_estimate(z1, z2, y, k=k, seed=seed, n_boot=n_boot)
 
 
 def _atoms(est) -> dict:
