@@ -611,7 +611,7 @@ class Runner:
         self.fallback = {"rule": "fallback", "scheduled_val": float(a.mean()), "joint_val": float(b_.mean()),
                          "only_scheduled_right": b, "only_joint_right": c, "fallback_z": cfg.fallback_z,
                          "threshold": float(cfg.fallback_z * np.sqrt(b + c)), "fell_back": bool(fell),
-                         "joint_epoch": int(joint_epoch), "run_dir": sub}
+                         "joint_epoch": int(joint_epoch), "run_dir": "fallback"}
         self.dir.event({"type": "fallback", **self.fallback})
         log.info("fallback check: %s", self.fallback)
         return fb_model, self.fallback
@@ -642,7 +642,7 @@ class Runner:
                 fb_model, fb = self._fallback(model)
                 if fb["fell_back"]:
                     model, val = fb_model, fb["joint_val"]
-                    sel = {"phase": "fallback", "epoch": fb["joint_epoch"], "run_dir": fb["run_dir"]}
+                    sel = {"phase": "fallback", "epoch": fb["joint_epoch"], "run_dir": "fallback"}
             te = self._eval("test", None, model)
             sel.update({"test_acc_head1": te["acc1"], "test_acc_head2": te["acc2"]})
             test = te["acc"]
