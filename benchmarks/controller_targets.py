@@ -37,9 +37,10 @@ def specs(dataset: str, seed: int, part: str, pid_variants: dict) -> list:
 
 
 PID_VARIANTS = {
-    "pid": dict(method="pid", preset="default"),
-    "pid-paper-rule": dict(method="pid", preset="default", decision_rule="paper", fallback=False,
+    "pid": dict(method="pid", preset="crema-sweep"),
+    "pid-paper-rule": dict(method="pid", preset="crema-sweep", decision_rule="paper", fallback=False,
                            val_patience=None),
+    "pid-paper-preset": dict(method="pid", preset="paper"),
 }
 
 
@@ -54,7 +55,7 @@ def run_one(name: str, cfg: dict, out: str) -> dict:
         preset = cfg.pop("preset", None)
         c = RunConfig.from_preset(preset, **cfg, out=out) if preset else RunConfig(**cfg, out=out)
         d = run(c, overwrite=True).to_dict()
-    dec = [p.get("decision", {}).get("rule") for p in d.get("probes", [])]
+    dec = [(p["epoch"], p.get("decision", {}).get("rule")) for p in d.get("probes", [])]
     return {"name": name, "dataset": cfg["dataset"], "seed": cfg["seed"], "test": d["test_accuracy"],
             "val": d["val_accuracy"], "stage1_epochs": d["stage1_epochs"], "wall_time_s": d["wall_time_s"],
             "fallback": d.get("fallback"), "rules": dec}
