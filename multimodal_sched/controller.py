@@ -84,7 +84,9 @@ Options that act in time (not in the paper)
 -------------------------------------------
 * ``first_probes``: extra probes after these Stage I epochs, e.g. ``(0, 1)``: a probe of the
   untrained encoders (call ``observe(obs, 0)`` before training) and one after the first
-  epoch; then every ``probe_every`` epochs as before.
+  epoch; then every ``probe_every`` epochs as before.  The epoch-0 probe informs the
+  uniqueness rule only: untrained encoders have no synergy to lose, so it neither sets
+  the synergy peak nor ends Stage I.
 * ``start_modality``: 1, 2 or ``"both"``; ``None`` = both when ``when_balanced="both"``,
   modality 1 when ``"keep"``.  ``when_balanced="keep"`` with ``start_modality="both"`` is
   the authors' public code: both train until the first switch, then the last single
@@ -409,6 +411,9 @@ class Controller:
         lo, hi = self._bounds(iv, ns, s)
         ev = {"rule": "synergy_peak", ns: s, f"{ns}_interval": [lo, hi], "peak": peak,
               "peak_interval": self.peak_interval, "peak_epoch": self.peak_epoch, "lambda_s": lam}
+        if self.epoch == 0:
+            ev["note"] = "untrained encoders (epoch 0): no synergy peak yet"
+            return False, "", ev
         if self.decision_rule == "paper":
             fire = peak > eps and s < lam * peak
             why = f"{ns}={s:.4g} < lambda_s*peak={lam:g}*{peak:.4g}: start Stage II"
