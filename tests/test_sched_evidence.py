@@ -269,3 +269,20 @@ def test_cli_preset(tmp_path, capsys):
         saved = json.load(f)
     assert saved["tau_u"] == 5.0 and saved["projection_dim"] == 64 and saved["max_unimodal_epochs"] == 2
     assert main(["run", "--preset", "nope"]) == 2
+
+
+def test_plot_atoms_error_bars_from_intervals(tmp_path):
+    from multimodal_sched.plots import atom_series, plot_atoms
+
+    probes = [{"epoch": 0, "U1": 0.5, "U2": 0.2, "S": 0.3, "R": 0.1, "interval": {"S": [0.2, 0.45]},
+               "decision": {"rule": "uniqueness", "modalities": [2], "start_joint": False}},
+              {"epoch": 1, "U1": 0.4, "U2": 0.3, "S": 0.1, "R": 0.1, "interval": None,
+               "decision": {"rule": "synergy_peak", "modalities": [], "start_joint": True}}]
+    s = atom_series(probes)
+    assert set(s) == {"R", "U1", "U2", "S"}
+    x, y, lo, hi = s["S"]
+    assert x == [0, 1] and y == [0.3, 0.1]
+    assert lo == pytest.approx([0.1, 0.0]) and hi == pytest.approx([0.15, 0.0])
+    pytest.importorskip("matplotlib")
+    path = plot_atoms(probes, str(tmp_path / "a.png"))
+    assert os.path.getsize(path) > 1000
