@@ -82,7 +82,7 @@ def table(rows: list, datasets, seeds) -> str:
             c = fmt([x["test"] for x in sel])
             if name.startswith("pid"):
                 e = np.mean([x["stage1_epochs"] for x in sel], axis=0)
-                c += f" (Stage I {e[0]:.0f}/{e[1]:.0f}; fallback {sum(bool(x['fallback']) for x in sel)}/{len(sel)})"
+                c += f" (Stage I {e[0]:.0f}/{e[1]:.0f}; fallback {sum(bool(x['fallback'] and x['fallback']['fell_back']) for x in sel)}/{len(sel)})"
             cells.setdefault(name, {})[ds] = c
         best = []
         for seed in seeds:

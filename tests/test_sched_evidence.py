@@ -86,6 +86,13 @@ def test_a_drop_beyond_both_intervals_fires_at_once():
     assert d.evidence["synergy"]["S_interval"] == [0.05, 0.15]
 
 
+def test_a_drop_inside_a_wide_peak_interval_is_not_clear():
+    c = ev(lambda_s=0.8, confirm_probes=5)
+    c.observe(obs(0.5, 0.5, 0.30, {"S": [0.10, 0.50]}), 1)
+    d = c.observe(obs(0.5, 0.5, 0.15, {"S": [0.12, 0.20]}), 2)             # hi 0.20 < 0.24 but not < lo 0.10
+    assert not d.start_joint
+
+
 def test_a_peak_whose_interval_reaches_zero_is_no_peak():
     c = ev(lambda_s=0.8, confirm_probes=1)
     c.observe(obs(0.5, 0.5, 0.05, {"S": [-0.02, 0.12]}), 1)
@@ -193,9 +200,19 @@ def test_val_patience_restores_the_best_val_encoder(tmp_path):
         accs = [e[f"m{m}"]["val_acc"] for e in stage1 if e["phase"] == "stage1" and f"m{m}" in e
                 and e["epoch"] <= r["epoch"]]
         assert r["best_val"] == max(accs)
-    # Stage II starts from the restored encoder: rebuild it from best.pt and compare its val accuracy
     probe = [p for p in events(res.run_dir, "probe") if p["decision"]["rule"] == "val_patience"]
     assert probe
+    # the checkpoint written at the end of the restoring epoch holds the best-val encoder and head
+    import multimodal_sched as ms
+    r, part = rest[0], tmp_path / "part"
+    with pytest.raises(ms.RunInterrupted):
+        run(RunConfig(**{**TINY, "val_patience": 1, "max_unimodal_epochs": 8, "lambda_s": 0.01},
+                      out=str(part)), interrupt_after=r["epoch"])
+    last = torch.load(part / "checkpoints" / "last.pt", weights_only=False)["model"]
+    best = torch.load(part / "checkpoints" / "best.pt", weights_only=False)[f"m{r['modality']}"]
+    for name in ("encoder", "head"):
+        for k, v in best[name].items():
+            assert torch.equal(last[f"{name}{r['modality']}.{k}"], v), (name, k)
 
 
 def test_rollback_restores_the_encoders_of_the_synergy_peak(tmp_path):
