@@ -41,6 +41,8 @@ PID_VARIANTS = {
     "pid-paper-rule": dict(method="pid", preset="crema-sweep", decision_rule="paper", fallback=False,
                            val_patience=None),
     "pid-paper-preset": dict(method="pid", preset="paper"),
+    # the paper preset with the two guards of the default preset: val patience and the fallback
+    "pid-paper-guards": dict(method="pid", preset="paper", val_patience=3, fallback=True),
 }
 
 
