@@ -24,8 +24,11 @@ GRID = [(a, b) for a in (2, 8, 30) for b in (2, 8, 30)]
 JOINT = ("concat", "uniform", "aux0.6")
 
 
-def specs(dataset: str, seed: int, part: str, pid_variants: dict) -> list:
+def specs(dataset: str, seed: int, part: str, pid_variants: dict, projection_dim=None) -> list:
     base = dict(dataset=dataset, seed=seed, progress=False, plots=False, num_threads=1)
+    if projection_dim is not None:   # baselines on the paper preset's architecture (64-d projection)
+        base["projection_dim"] = projection_dim
+        pid_variants = {k: v for k, v in pid_variants.items() if v.get("preset") == "paper"}
     out = []
     if part in ("all", "baselines"):
         out += [(m, dict(method=m)) for m in JOINT]
@@ -111,11 +114,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/controller_targets")
     p.add_argument("--part", choices=("all", "baselines", "pid"), default="all")
     p.add_argument("--table-only", action="store_true", help="print the table of the runs already finished")
+    p.add_argument("--projection-dim", type=int, default=None,
+                   help="every run with this projection_dim (the paper preset's 64): baselines on its architecture")
     a = p.parse_args(argv)
     rows = []
     for ds in a.datasets:
         for seed in a.seeds:
-            for name, cfg in specs(ds, seed, "all" if a.table_only else a.part, PID_VARIANTS):
+            for name, cfg in specs(ds, seed, "all" if a.table_only else a.part, PID_VARIANTS, a.projection_dim):
                 d = os.path.join(a.out, ds, f"seed{seed}", name)
                 if a.table_only:
                     if not os.path.exists(os.path.join(d, "result.json")):
