@@ -8,7 +8,7 @@
 from . import distributions
 from .api import pid
 from .backend import backend_names
-from .exceptions import ConvergenceWarning, SolverError
+from .exceptions import ConvergenceWarning, EngineFallbackWarning, SolverError
 from .histogram import joint_histogram
 from .information import conditional_mutual_information, mutual_information
 from .methods import available_methods
@@ -23,6 +23,7 @@ __all__ = [
     "pid_from_samples",
     "PIDEstimate",
     "ConvergenceWarning",
+    "EngineFallbackWarning",
     "SolverError",
     "joint_histogram",
     "mutual_information",

@@ -9,8 +9,11 @@ applies the *same* bins to new data; ``n_codes_`` is the number of codes.
   feature (shape ``(n,)`` float or ``(n, 1)``), equal-mass or equal-width bins.
 * :class:`KMeansDiscretizer` -- k-means cells of 2-D features (scikit-learn).
 
-``pca_dims`` (continuous discretizers) first projects the features onto their
-leading principal components (scikit-learn PCA, fitted with the same seed).
+``normalize="l2"`` (continuous discretizers) first scales every sample to unit
+Euclidean length (the usual preprocessing of neural-network embeddings, whose
+norm often tracks training time rather than content); ``pca_dims`` then projects
+the features onto their leading principal components (scikit-learn PCA, fitted
+with the same seed).
 scikit-learn is an optional dependency (``pip install fastpid[estimate]``),
 imported only when k-means or PCA is used.
 
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 DISCRETIZERS = ("kmeans", "quantile", "uniform")
+NORMALIZATIONS = (None, "l2")
 
 
 def _require_sklearn(what: str):
@@ -119,13 +123,15 @@ class _Continuous:
 
     kind = ""
 
-    def __init__(self, bins: int = 20, *, pca_dims: int | None = None, seed: int = 0):
+    def __init__(self, bins: int = 20, *, pca_dims: int | None = None, seed: int = 0,
+                 normalize: str | None = None):
         self.bins = check_positive_int(bins, "bins", minimum=2)
         self.pca_dims = None if pca_dims is None else check_positive_int(pca_dims, "pca_dims")
         self.seed = seed
+        self.normalize = check_normalize(normalize)
 
     def fit(self, x, *, name: str = "x"):
-        x = check_features(x, name)
+        x = self._normalize(check_features(x, name))
         n, d = x.shape
         if n < self.bins:
             raise ValueError(
@@ -155,7 +161,7 @@ class _Continuous:
                 f"{name} has {x.shape[1]} features, but the discretizer was fitted on "
                 f"{self.n_features_in_}"
             )
-        return self._transform(self._project(x)).astype(np.int64)
+        return self._transform(self._project(self._normalize(x))).astype(np.int64)
 
     def fit_transform(self, x, *, name: str = "x") -> np.ndarray:
         return self.fit(x, name=name).transform(x, name=name)
@@ -163,10 +169,22 @@ class _Continuous:
     def _project(self, x):
         return x if self.pca_ is None else self.pca_.transform(x)
 
+    def _normalize(self, x):
+        if self.normalize is None:
+            return x
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if (norms == 0).any():
+            row = int(np.argwhere(norms[:, 0] == 0)[0][0])
+            raise ValueError(
+                f"normalize='l2' cannot scale an all-zero sample (row {row}); "
+                "drop such samples or use normalize=None"
+            )
+        return x / norms
+
     def __repr__(self):
         return (
             f"{type(self).__name__}(bins={self.bins}, pca_dims={self.pca_dims}, seed={self.seed}, "
-            f"n_codes_={getattr(self, 'n_codes_', None)})"
+            f"normalize={self.normalize!r}, n_codes_={getattr(self, 'n_codes_', None)})"
         )
 
 
@@ -211,8 +229,9 @@ class KMeansDiscretizer(_Continuous):
 
     kind = "kmeans"
 
-    def __init__(self, bins: int = 20, *, pca_dims: int | None = None, seed: int = 0, n_init: int = 4):
-        super().__init__(bins, pca_dims=pca_dims, seed=seed)
+    def __init__(self, bins: int = 20, *, pca_dims: int | None = None, seed: int = 0,
+                 normalize: str | None = None, n_init: int = 4):
+        super().__init__(bins, pca_dims=pca_dims, seed=seed, normalize=normalize)
         self.n_init = check_positive_int(n_init, "n_init")
 
     def _fit(self, z, name):
@@ -230,15 +249,23 @@ class KMeansDiscretizer(_Continuous):
 _KINDS = {"kmeans": KMeansDiscretizer, "quantile": QuantileDiscretizer, "uniform": UniformDiscretizer}
 
 
-def make_discretizer(kind, *, bins: int = 20, pca_dims: int | None = None, seed: int = 0):
+def check_normalize(normalize):
+    """``normalize`` must be one of ``NORMALIZATIONS``."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {normalize!r}")
+    return normalize
+
+
+def make_discretizer(kind, *, bins: int = 20, pca_dims: int | None = None, seed: int = 0,
+                     normalize: str | None = None):
     """An unfitted discretizer: ``kind`` in ``DISCRETIZERS``, or ``None`` for labels."""
     if kind is None:
-        if pca_dims is not None:
-            raise ValueError("pca_dims needs a continuous discretizer ('kmeans', 'quantile', 'uniform')")
+        if pca_dims is not None or normalize is not None:
+            raise ValueError("pca_dims and normalize need a continuous discretizer ('kmeans', 'quantile', 'uniform')")
         return LabelEncoder()
     if kind not in _KINDS:
         raise ValueError(f"Unknown discretizer {kind!r}; choose one of {list(DISCRETIZERS)} or None")
-    return _KINDS[kind](bins, pca_dims=pca_dims, seed=seed)
+    return _KINDS[kind](bins, pca_dims=pca_dims, seed=seed, normalize=normalize)
 
 
 class JointDiscretizer:

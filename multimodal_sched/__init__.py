@@ -5,7 +5,8 @@ Uses only the public :mod:`fastpid` API.  Entry points:
 * :func:`run` - a full run (Stage I under the controller, Stage II fusion) with a run directory,
   in one process or under torchrun;
 * :class:`Controller` / :class:`Decision` - Algorithm 1's state machine for hand-written loops;
-* :func:`probe` - PID (bits) of two frozen encoders on a probe loader.
+* :func:`probe` - PID (bits) of two frozen encoders on a probe loader;
+* :func:`compare` / :func:`grid` - the comparison table and the grid analysis (:mod:`.experiments`).
 
 The training parts need the ``sched`` extra (torch, scikit-learn, tqdm, ...); they are imported
 on first use, so the config and the controller work without it and a missing extra is reported
@@ -21,12 +22,13 @@ __all__ = [
     "run", "RunConfig", "RunResult", "RunInterrupted", "load_config", "save_config",
     "Controller", "Decision", "probe",
     "MultimodalData", "as_multimodal_data", "make_cg_digits", "make_synthetic", "DATASETS",
-    "Strategy", "STRATEGIES", "require_extra",
+    "Strategy", "STRATEGIES", "require_extra", "compare", "grid",
 ]
 
 _LAZY = {"run": "runner", "RunResult": "runner", "RunInterrupted": "runner", "probe": "probing",
          "MultimodalData": "data", "as_multimodal_data": "data", "make_cg_digits": "data",
-         "make_synthetic": "data", "DATASETS": "data", "Strategy": "methods", "STRATEGIES": "methods"}
+         "make_synthetic": "data", "DATASETS": "data", "Strategy": "methods", "STRATEGIES": "methods",
+         "compare": "experiments", "grid": "experiments"}
 #: what the training parts import from the ``sched`` extra
 SCHED_MODULES = ("torch", "sklearn", "tqdm")
 

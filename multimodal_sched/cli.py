@@ -5,7 +5,8 @@
                                    ogm-ge|pmr|mmpareto|gblending|mla]
                          [--stage2 STRATEGY] [--stage2-options JSON] [--method-options JSON]
                          [--resume RUN_DIR] [--overwrite]
-    multimodal-sched compare [--datasets cg-digits synthetic] [--seeds 0 1 2] [--out DIR]
+    multimodal-sched compare --datasets cg-digits [--methods ...] --seeds 0 1 2 --out DIR [--val shifted]
+    multimodal-sched grid --dataset cg-digits --seed 0 --out DIR [--epochs1 0,1,2,5,20 --epochs2 0,1,5,10,30]
     multimodal-sched prepare cremad|ave|ucf101|cgmnist --raw DIR --out DIR [--force]
     torchrun --nproc-per-node N -m multimodal_sched run ...     (DistributedDataParallel)
 """
@@ -60,11 +61,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     r.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    c = sub.add_parser("compare", help="the benchmark table (all methods x seeds x datasets)")
-    c.add_argument("--datasets", nargs="+", default=["cg-digits", "synthetic"])
+    c = sub.add_parser("compare", help="the comparison table (methods x seeds x datasets, two protocols)")
+    c.add_argument("--datasets", nargs="+", default=["cg-digits"])
+    c.add_argument("--methods", nargs="+", default=None,
+                   help="unimodal1 unimodal2 concat uniform aux0.6 mi pid schedule (default) or any --method name")
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    c.add_argument("--out", default="runs/compare", help="directory for the runs and table.md")
-    c.add_argument("--quick", action="store_true", help="tiny epochs (smoke test, not a measurement)")
+    c.add_argument("--out", default="runs/compare", help="directory for the runs, results.csv/json, table.md")
+    c.add_argument("--val", choices=("iid", "shifted"), default=None,
+                   help="cg-digits: select checkpoints on the iid val split (default) or the shifted one")
+    c.add_argument("--schedule-epochs1", dest="sched1", default="0,5,20", help="fixed schedules: encoder-1 epochs")
+    c.add_argument("--schedule-epochs2", dest="sched2", default="0,5,20", help="fixed schedules: encoder-2 epochs")
+    c.add_argument("--overrides", type=_json_dict, metavar="JSON", help="RunConfig fields of every run")
+    c.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    g = sub.add_parser("grid", help="PID at each Stage II start point vs the fused accuracy reached from it")
+    g.add_argument("--dataset", default="cg-digits")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="runs/grid")
+    g.add_argument("--epochs1", default="0,1,2,5,20")
+    g.add_argument("--epochs2", default="0,1,5,10,30")
+    g.add_argument("--val", choices=("iid", "shifted"), default=None)
+    g.add_argument("--k", type=int, default=None, help="probe clusters per modality (default: from the sample size)")
+    g.add_argument("--n-boot", dest="n_boot", type=int, default=200)
+    g.add_argument("--overrides", type=_json_dict, metavar="JSON", help="RunConfig fields of every run")
     from .data.disk.prepare import add_arguments as _prepare_arguments
     _prepare_arguments(sub.add_parser("prepare", help="raw dataset download -> the caches the loaders read"))
     return p
@@ -85,10 +103,24 @@ def main(argv=None) -> int:
         from .data.disk.prepare import run_from_args
         logging.getLogger("multimodal_sched.data.disk").setLevel(logging.INFO)
         return run_from_args(args, sys.stdout, json)
-    if args.command == "compare":
-        from .benchmark import compare
-        table = compare(datasets=args.datasets, seeds=args.seeds, out=args.out, quick=args.quick)
-        sys.stdout.write(table + "\n")
+    if args.command in ("compare", "grid"):
+        from .experiments import compare, grid
+        from .experiments._common import parse_epochs
+        try:
+            if args.command == "compare":
+                kw = {} if args.methods is None else {"methods": args.methods}
+                res = compare(datasets=args.datasets, seeds=args.seeds, out=args.out, val=args.val,
+                              schedule_grid=(parse_epochs(args.sched1, "--schedule-epochs1"),
+                                             parse_epochs(args.sched2, "--schedule-epochs2")),
+                              overrides=args.overrides, jobs=args.jobs, **kw)
+                sys.stdout.write(res["table"] + "\n")
+            else:
+                res = grid(args.dataset, args.seed, args.out, epochs1=args.epochs1, epochs2=args.epochs2,
+                           val=args.val, k=args.k, n_boot=args.n_boot, overrides=args.overrides)
+                sys.stdout.write(json.dumps(res["spearman"], indent=2) + "\n")
+        except (ValueError, TypeError) as e:
+            log.error("%s", e)
+            return 2
         return 0
 
     from .runner import run

@@ -136,13 +136,17 @@ class RunConfig:
     fallback_z: float = 2.0           # paired (McNemar) z that val must show before falling back
     # models: a trained projection layer on each encoder (paper section 5.2: 64)
     projection_dim: int | None = None
-    # probing
-    k: int = 20
+    # probing (multimodal_sched.probing: fastpid.estimate with bootstrap intervals)
+    k: int | None = None        # clusters per modality; None: k*k*ny <= n/5 (probing.choose_k)
     pca_dims: int = 5
     binning: str = "kmeans"
     pid_method: str = "exact"
+    probe_boot: int = 200       # bootstrap replicates per probe (0: no intervals)
+    probe_bias_correction: str | None = "bootstrap"
+    probe_confidence: float = 0.95
     probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
     amp: bool = False           # bfloat16 autocast in training forward passes
+    track_test: bool = False    # test accuracy after every Stage II epoch: RunResult.test_best_epoch (reporting only)
     # misc
     device: str = "cpu"
     num_threads: int | None = 1
@@ -184,7 +188,22 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 bad(name, f"must be a non-negative integer, got {v!r}")
-        for name in ("probe_every", "batch_size", "k", "pca_dims", "width"):
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 2):
+            bad("k", f"must be None (chosen from the probe size) or an integer >= 2, got {self.k!r}")
+        if not isinstance(self.probe_boot, int) or isinstance(self.probe_boot, bool) or self.probe_boot < 0:
+            bad("probe_boot", f"must be a non-negative integer, got {self.probe_boot!r}")
+        if self.probe_bias_correction not in (None, "bootstrap", "shuffle", "extrapolation"):
+            bad("probe_bias_correction", "must be None, 'bootstrap' or 'extrapolation', "
+                                         f"got {self.probe_bias_correction!r}")
+        if self.probe_bias_correction == "shuffle":
+            bad("probe_bias_correction", "'shuffle' needs permutation replicates, which probes do not draw; "
+                                         "use 'bootstrap', 'extrapolation' or None")
+        if self.probe_bias_correction == "bootstrap" and self.probe_boot == 0:
+            bad("probe_bias_correction", "'bootstrap' needs probe_boot > 0")
+        if isinstance(self.probe_confidence, bool) or not (
+                isinstance(self.probe_confidence, (int, float)) and 0 < self.probe_confidence < 1):
+            bad("probe_confidence", f"must be in (0, 1), got {self.probe_confidence!r}")
+        for name in ("probe_every", "batch_size", "pca_dims", "width"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, f"must be a positive integer, got {v!r}")
@@ -275,7 +294,7 @@ class RunConfig:
             bad("out", f"must be None (a fresh runs/... folder) or a folder path, got {self.out!r}")
         if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             bad("eps", f"must be in (0, 1), got {self.eps!r}")
-        for name in ("probe_cache", "amp", "progress", "plots", "val_restore", "rollback", "fallback"):
+        for name in ("probe_cache", "amp", "track_test", "progress", "plots", "val_restore", "rollback", "fallback"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device.startswith(("cpu", "cuda", "mps")):

@@ -64,6 +64,10 @@ class RunResult:
     stage1_epochs : epochs each encoder trained in Stage I.
     unimodal : for ``unimodal``: per-modality {"val_accuracy", "test_accuracy", "epoch"}.
     probes : every probe (epoch, per-modality epochs, R/U1/U2/S/I1/I2 in bits, decision).
+    test_best_epoch : with ``config.track_test``: ``{"accuracy", "epoch"}`` of the Stage II (joint)
+        epoch with the best *test* accuracy (for ``unimodal``: of the selected modality's best
+        epoch on test) - the protocol of the authors' public code, reported beside the
+        val-selected ``test_accuracy``, never used for selection; None otherwise.
     """
 
     method: str
@@ -78,6 +82,7 @@ class RunResult:
     run_dir: str | None = None
     fallback: dict | None = None
     wall_time_s: float = 0.0
+    test_best_epoch: dict | None = None
     model: object = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -126,7 +131,7 @@ def _check_loss(loss: torch.Tensor, where: str) -> None:
 
 def _validate_against_data(config: RunConfig, data: MultimodalData) -> None:
     n_probe = len(data.splits["probe"])
-    if config.method in ("pid", "mi") and config.k > n_probe:
+    if config.method in ("pid", "mi") and config.k is not None and config.k > n_probe:
         raise ValueError(f"config.k: k={config.k} clusters need at least {config.k} probe samples, "
                          f"but the probe split has {n_probe}; lower k or enlarge the probe split")
     if not config.joint_from_scratch and config.method != "unimodal" and config.stage2_epochs < 1:
@@ -249,6 +254,8 @@ class Runner:
         self.stage2_epoch = 0
         self.modality_epochs = [0, 0]
         self.best = {}            # key -> {"val": acc, "epoch": e}
+        self.best_test = {}       # key -> {"test": acc, "epoch": e} (config.track_test; reporting only)
+        self.keep = {1: set(), 2: set()}   # Stage I epochs whose encoder + head are kept (run(keep_stage1=))
         self.probes = []
         self.restored = []        # modalities sent back to their best-val weights (val_patience)
         self.fallback = None      # the fallback comparison, once made
@@ -261,7 +268,8 @@ class Runner:
             "config": self.saved_config,
             "phase": self.phase, "stage1_epoch": self.stage1_epoch, "stage2_epoch": self.stage2_epoch,
             "modality_epochs": list(self.modality_epochs), "best": copy.deepcopy(self.best),
-            "probes": self.probes, "restored": list(self.restored), "fallback": self.fallback,
+            "best_test": copy.deepcopy(self.best_test), "probes": self.probes,
+            "restored": list(self.restored), "fallback": self.fallback,
             "model": self.model.state_dict(),
             "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "opt_joint": self.opt_joint.state_dict() if self.opt_joint is not None else None,
@@ -276,6 +284,7 @@ class Runner:
         """Continue from a checkpoint state (already verified by :meth:`RunDir.check_resume`)."""
         self.phase, self.stage1_epoch, self.stage2_epoch = st["phase"], st["stage1_epoch"], st["stage2_epoch"]
         self.modality_epochs, self.best = st["modality_epochs"], st["best"]
+        self.best_test = st.get("best_test", {})
         self.probes = st["probes"]
         self.restored, self.fallback = list(st.get("restored", [])), st.get("fallback")
         self.model.load_state_dict(st["model"])
@@ -300,6 +309,42 @@ class Runner:
         if force or b is None or val > b["val"]:
             self.best[key] = {"val": val, "epoch": epoch}
             self.dir.save_best(key, {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()})
+
+    def _track_test(self, key: str, epoch: int, m: int | None = None) -> float:
+        """Test accuracy after an epoch, kept per ``key`` at its best (reporting only, never selection)."""
+        acc = self._eval("test", m)["acc"]
+        b = self.best_test.get(key)
+        if b is None or acc > b["test"]:
+            self.best_test[key] = {"test": acc, "epoch": epoch}
+        return acc
+
+    def _keep_stage1(self, m: int) -> None:
+        """``stage1/m{m}_e{epoch}.pt``: modality ``m``'s encoder and head when it reaches a kept epoch."""
+        e = self.modality_epochs[m - 1]
+        if e in self.keep[m] and self.rank == 0:
+            os.makedirs(self.dir.file("stage1"), exist_ok=True)
+            torch.save({n: mod.state_dict() for n, mod in self._uni_modules(m).items()},
+                       self.dir.file("stage1", f"m{m}_e{e:04d}.pt"))
+
+    def apply_start(self, start: dict) -> None:
+        """Start Stage I from kept encoders and heads: ``{"modality_epochs": [e1, e2], "state":
+        {"encoder1", "head1", "encoder2", "head2": state_dict}}`` (a grid start point)."""
+        cfg = self.cfg
+        if cfg.method != "schedule":
+            raise ValueError(f"run(start=...) continues a fixed schedule; use method 'schedule', got {cfg.method!r}")
+        if not (isinstance(start, dict) and {"modality_epochs", "state"} <= set(start)):
+            raise ValueError("start must be a dict with 'modality_epochs' [e1, e2] and 'state' "
+                             "{'encoder1', 'head1', 'encoder2', 'head2': state_dict}")
+        eps = list(start["modality_epochs"])
+        if len(eps) != 2 or any(not isinstance(e, int) or e < 0 or e > s for e, s in zip(eps, cfg.schedule_epochs)):
+            raise ValueError(f"start['modality_epochs'] must be two integers within schedule_epochs "
+                             f"{cfg.schedule_epochs}, got {start['modality_epochs']!r}")
+        missing = sorted({"encoder1", "head1", "encoder2", "head2"} - set(start["state"]))
+        if missing:
+            raise ValueError(f"start['state'] lacks {missing}")
+        for name in ("encoder1", "head1", "encoder2", "head2"):
+            getattr(self.model, name).load_state_dict(start["state"][name])
+        self.modality_epochs = eps
 
     def _uni_modules(self, m: int) -> dict:
         return {"encoder": getattr(self.model, f"encoder{m}"), "head": getattr(self.model, f"head{m}")}
@@ -458,10 +503,11 @@ class Runner:
                                  modality_epochs=np.array(self.modality_epochs))
         obs = None
         if self.rank == 0:   # one PID per probe, broadcast: every rank's controller decides alike
-            counts = probing.probe_histogram(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
-                                             binning=cfg.binning)
-            obs = probing.observe_counts(counts, signal="pid" if cfg.method == "pid" else "mi",
-                                         pid_method=cfg.pid_method)
+            est = probing.probe_estimate(z1, z2, y, k=cfg.k, pca_dims=cfg.pca_dims, seed=cfg.seed,
+                                         binning=cfg.binning, pid_method=cfg.pid_method, n_boot=cfg.probe_boot,
+                                         bias_correction=cfg.probe_bias_correction,
+                                         confidence=cfg.probe_confidence)
+            obs = probing.observation(est, signal="pid" if cfg.method == "pid" else "mi")
         return D.broadcast_obj(obs)
 
     # ------------------------------------------------------------- stage I
@@ -510,6 +556,9 @@ class Runner:
 
     def run_stage1(self, bar) -> None:
         cfg = self.cfg
+        if self.stage1_epoch == 0:
+            for m in (1, 2):
+                self._keep_stage1(m)
         if self.controller is not None and self.stage1_epoch == 0 and not self.probes and self.controller.due(0):
             self._probe_and_decide()   # the untrained encoders
             self.save()
@@ -526,8 +575,11 @@ class Runner:
                 tr = self._train_uni(m)
                 va = self._eval("val", m)
                 self.modality_epochs[m - 1] += 1
+                self._keep_stage1(m)
                 ev[f"m{m}"] = {"train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va["loss"],
                                "val_acc": va["acc"], "modality_epoch": self.modality_epochs[m - 1]}
+                if cfg.track_test and cfg.method == "unimodal":
+                    ev[f"m{m}"]["test_acc"] = self._track_test(f"m{m}", self.stage1_epoch, m)
                 if "guide_weight" in tr:
                     ev[f"m{m}"]["guide_weight"] = tr["guide_weight"]
                 if cfg.method == "unimodal":
@@ -568,6 +620,8 @@ class Runner:
                   "val_acc2": va["acc2"], "train_loss_fused": tr["loss_fused"], "train_loss_1": tr["loss1"],
                   "train_loss_2": tr["loss2"], "val_loss_fused": va["loss"], "val_loss_1": va["loss1"],
                   "val_loss_2": va["loss2"]}
+            if cfg.track_test:
+                ev["test_acc"] = self._track_test("joint", self.stage2_epoch)
             self.strategy.on_epoch_end(self.stage2_epoch, {k: v for k, v in ev.items() if k not in ("type", "phase")})
             self.dir.event(ev)
             self._save_best("joint", va["acc"], self.stage2_epoch, {"model": self.model})
@@ -629,9 +683,13 @@ class Runner:
                 te = self._eval("test", m, model)
                 unimodal[str(m)] = {"val_accuracy": self.best[f"m{m}"]["val"], "epoch": self.best[f"m{m}"]["epoch"],
                                     "test_accuracy": te["acc"]}
+                if f"m{m}" in self.best_test:
+                    unimodal[str(m)]["test_best_epoch"] = {"accuracy": self.best_test[f"m{m}"]["test"],
+                                                           "epoch": self.best_test[f"m{m}"]["epoch"]}
             m = 1 if unimodal["1"]["val_accuracy"] >= unimodal["2"]["val_accuracy"] else 2
             sel = {"phase": "unimodal", "modality": m, "epoch": unimodal[str(m)]["epoch"]}
             test, val = unimodal[str(m)]["test_accuracy"], unimodal[str(m)]["val_accuracy"]
+            best_test = unimodal[str(m)].get("test_best_epoch")
             model = None
         else:
             model = copy.deepcopy(self.model)
@@ -646,10 +704,13 @@ class Runner:
             te = self._eval("test", None, model)
             sel.update({"test_acc_head1": te["acc1"], "test_acc_head2": te["acc2"]})
             test = te["acc"]
+            b = self.best_test.get("joint")
+            best_test = None if b is None or sel["phase"] == "fallback" else {"accuracy": b["test"], "epoch": b["epoch"]}
         res = RunResult(method=cfg.method, dataset=self.data.name, seed=cfg.seed, test_accuracy=test,
                         val_accuracy=val, selected=sel, stage1_epochs=list(self.modality_epochs),
                         unimodal=unimodal, probes=self.probes, run_dir=self.dir.path, fallback=self.fallback,
-                        wall_time_s=time.time() - t0, model=model if self.rank == 0 else None)
+                        wall_time_s=time.time() - t0, test_best_epoch=best_test,
+                        model=model if self.rank == 0 else None)
         self.dir.event({"type": "result", **{k: v for k, v in res.to_dict().items() if k != "probes"}})
         self.dir.write_result(res.to_dict())
         if cfg.plots and self.rank == 0:
@@ -692,7 +753,8 @@ def _on_rank0(fn):
 
 
 def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, *,
-        resume: str | None = None, interrupt_after: int | None = None, overwrite: bool = False) -> RunResult:
+        resume: str | None = None, interrupt_after: int | None = None, overwrite: bool = False,
+        start: dict | None = None, keep_stage1: dict | None = None) -> RunResult:
     """Train under ``config`` and return a :class:`RunResult` (one process or every rank of torchrun).
 
     config : a :class:`RunConfig`, a dict, or a path to a JSON/YAML file.
@@ -708,6 +770,14 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
     interrupt_after : stop with :class:`RunInterrupted` after that many epochs
         in this call (the state is checkpointed first); for testing resume.
     overwrite : replace the files of an earlier run in ``config.out``.
+    start : method ``schedule`` only: begin from kept encoders and heads, ``{"modality_epochs":
+        [e1, e2], "state": {"encoder1", "head1", "encoder2", "head2": state_dict}}``; Stage I then
+        trains only up to ``schedule_epochs`` (none when they are equal: Stage II starts at once).
+        Stage I optimizers start fresh.  With the same seed the result equals the uninterrupted
+        ``schedule`` run (this is how :func:`multimodal_sched.grid` reuses one trajectory).
+    keep_stage1 : ``{1: [epochs], 2: [epochs]}``: save modality m's encoder and head to
+        ``RUN_DIR/stage1/m{m}_e{epoch:04d}.pt`` when it has trained that many Stage I epochs (0: the
+        initial weights).
 
     Under torchrun (``WORLD_SIZE > 1``) the process group is created from the environment
     (gloo on CPU, nccl on CUDA) when not yet initialized and kept for later runs in the process.
@@ -757,9 +827,15 @@ def run(config: RunConfig | dict | str | None = None, data=None, encoders=None, 
         torch.set_num_threads(config.num_threads)
     try:
         runner = Runner(config, mdata, encoders, rd, saved_config=saved_dict)   # may refuse the model
+        if state is None and start is not None:
+            runner.apply_start(start)
         if resume is None:   # the folder is created once the model is known to be buildable
             _on_rank0(lambda: rd.create(saved_dict, overwrite=overwrite))
         runner.interrupt_after = interrupt_after
+        if keep_stage1 is not None:
+            if not (isinstance(keep_stage1, dict) and set(keep_stage1) <= {1, 2}):
+                raise ValueError(f"keep_stage1 must be a dict {{1: [epochs], 2: [epochs]}}, got {keep_stage1!r}")
+            runner.keep = {m: {int(e) for e in keep_stage1.get(m, ())} for m in (1, 2)}
         if state is not None:
             runner.load(state)
         res = _execute(runner, config, rank, t0)

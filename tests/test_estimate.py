@@ -391,3 +391,21 @@ def test_sensitivity_plot_and_errors():
         sensitivity(x1, x2, y, bins=[2, 400], discretizer="quantile", method=METHOD)
     with pytest.raises(ValueError, match="at least one 2-D"):
         sensitivity(y, y, y, bins=[2, 4], method=METHOD)
+
+
+def test_l2_normalize_makes_codes_scale_free():
+    from fastpid.discretize import KMeansDiscretizer, QuantileDiscretizer
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 4))
+    scale = rng.uniform(0.1, 50.0, size=(200, 1))                    # per-sample norms that carry no content
+    for cls, kw in ((KMeansDiscretizer, {"pca_dims": 2}), (QuantileDiscretizer, {"pca_dims": 1})):
+        a = cls(5, normalize="l2", seed=0, **kw).fit_transform(z)
+        b = cls(5, normalize="l2", seed=0, **kw).fit_transform(z * scale)
+        assert (a == b).all()
+        c = cls(5, seed=0, **kw).fit_transform(z * scale)
+        assert not (a == c).all()                                    # without it the norms do change the codes
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        KMeansDiscretizer(5, normalize="l1")
+    z[7] = 0
+    with pytest.raises(ValueError, match="all-zero sample \\(row 7\\)"):
+        KMeansDiscretizer(5, normalize="l2").fit(z)

@@ -173,24 +173,21 @@ def test_datasets_are_deterministic_and_show_the_shortcut():
     assert set(s1.splits) == {"train", "val", "probe", "test"}
 
 
-def test_compare_table_picks_schedule_on_val_not_test(tmp_path):
-    from multimodal_sched.benchmark import _specs, compare
+def test_compare_summary_picks_schedule_on_val_not_test():
+    from multimodal_sched.experiments.compare import BEST_SCHEDULE, summarize
 
-    # Pre-made result.json files: compare() reuses finished runs, so only the table logic runs here.
-    for seed in (0, 1):
-        for name, cfg in _specs("cg-digits", seed, quick=True):
-            d = tmp_path / "cg-digits" / f"seed{seed}" / name
-            d.mkdir(parents=True)
-            val, test = {"schedule-1-1": (0.9, 0.2), "schedule-1-3": (0.8, 0.7)}.get(name, (0.5, 0.4 + seed / 10))
-            uni = {"1": {"test_accuracy": 0.8}, "2": {"test_accuracy": 0.1}} if name == "unimodal" else {}
-            (d / "result.json").write_text(json.dumps({"test_accuracy": test, "val_accuracy": val, "unimodal": uni,
-                                                       "stage1_epochs": [3, 1], "wall_time_s": 1.0}))
-    table = compare(datasets=["cg-digits"], seeds=[0, 1], out=str(tmp_path), quick=True, jobs=1)
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert "20.0 ± 0.0 (picked 1-1, 1-1)" in rows["best fixed schedule e1-e2 (picked on val per seed)"]
-    assert "80.0 ± 0.0 (gray)" in rows["unimodal, modality 1"]
-    assert "45.0 ± 7.1" in rows["naive joint, concat"]
-    assert (tmp_path / "table.md").read_text().startswith("| method |")
+    def row(method, seed, val, test):
+        return {"dataset": "cg-digits", "method": method, "seed": seed, "test_val_selected": test,
+                "test_best_epoch": test, "val": val, "selected_on": "val", "stage1_epochs_m1": 1,
+                "stage1_epochs_m2": 0, "wall_s": 1.0}
+
+    rows = [row("schedule-1-1", s, 0.9, 0.2) for s in (0, 1)] + [row("schedule-1-3", s, 0.8, 0.7) for s in (0, 1)]
+    rows += [row("concat", 0, 0.5, 0.4), row("concat", 1, 0.5, 0.5)]
+    summ = {s["method"]: s for s in summarize(rows)}
+    best = summ[BEST_SCHEDULE]
+    assert best["picked"] == ["schedule-1-1", "schedule-1-1"] and best["test_val_selected_mean"] == pytest.approx(0.2)
+    assert summ["concat"]["test_val_selected_mean"] == pytest.approx(0.45)
+    assert summ["concat"]["test_val_selected_std"] == pytest.approx(np.std([0.4, 0.5], ddof=1))
 
 
 @pytest.mark.slow

@@ -108,17 +108,33 @@ def test_probe_standalone_and_k_check():
     loader = DataLoader(TensorDataset(torch.from_numpy(x1), torch.from_numpy(x2), torch.from_numpy(y)), batch_size=32)
     e1, e2 = nn.Linear(6, 4), nn.Linear(8, 4)
     e1.train()
-    r = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
+    r = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, n_boot=0, bias_correction=None, pid_method="analytic")
     assert e1.training                                                # mode restored
-    assert r.I1 > 0.3                                                 # view 1 carries the class
-    assert r.R + r.U2 == pytest.approx(r.I2, abs=1e-6)               # R + U1 = I1 holds by definition
-    assert r.R + r.U1 + r.U2 + r.S == pytest.approx(r.I, abs=1e-6)
-    r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, pid_method="analytic")
-    assert r2.atoms() == r.atoms()                                    # seeded: reproducible
-    rq = probe(e1, e2, loader, k=5, binning="quantile", pid_method="analytic")
-    assert rq.I >= 0
+    assert r.histogram.shape == (5, 5, 3) and r.histogram.sum() == 80
+    p = r.result                                                      # the plug-in solve
+    assert r.estimate["I1"] == p.I1 > 0.3                             # no correction: estimate is the plug-in
+    assert p.R + p.U2 == pytest.approx(p.I2, abs=1e-6)
+    assert p.R + p.U1 + p.U2 + p.S == pytest.approx(p.I, abs=1e-6)
+    r2 = probe(e1, e2, loader, k=5, pca_dims=2, seed=0, n_boot=0, bias_correction=None, pid_method="analytic")
+    assert r2.estimate == r.estimate                                  # seeded: reproducible
+    rq = probe(e1, e2, loader, k=5, binning="quantile", n_boot=20, pid_method="analytic")
+    assert rq.histogram.shape[:2] == (5, 5)
+    for q, (lo, hi) in rq.intervals.items():
+        assert lo <= hi, q
     with pytest.raises(ValueError, match="k=100"):
         probe(e1, e2, loader, k=100, pid_method="analytic")
+
+
+def test_choose_k_keeps_five_samples_per_cell():
+    from multimodal_sched.probing import choose_k
+    for n, ny in ((270, 10), (1000, 10), (5000, 10), (400, 2), (10**6, 3), (10, 10)):
+        k = choose_k(n, ny)
+        assert 2 <= k <= 20
+        if k > 2:
+            assert k * k * ny <= n / 5                                # at least 5 samples a cell on average
+        if k < 20:
+            assert (k + 1) ** 2 * ny > n / 5                          # and the largest such k
+    assert (choose_k(270, 10), choose_k(1000, 10), choose_k(10**6, 3)) == (2, 4, 20)
 
 
 def test_hand_written_loop_reaches_stage_two():

@@ -21,6 +21,7 @@ def pid_from_samples(
     bins=20,
     discretizer="kmeans",
     pca_dims=None,
+    normalize=None,
     seed: int = 0,
     method: str = "exact",
     n_boot: int = 0,
@@ -50,6 +51,9 @@ def pid_from_samples(
         feature (use ``pca_dims=1`` for several).  ``None``: only labels accepted.
     pca_dims : int, (int, int) or None
         Project 2-D sources onto this many principal components before binning.
+    normalize : {None, "l2"}
+        ``"l2"``: scale every sample of a 2-D source to unit length before
+        projecting and binning it (usual for neural-network embeddings).
     seed : int
         Seeds the discretizers (k-means, PCA) and every resampling.
     method : str
@@ -93,7 +97,8 @@ def pid_from_samples(
         n_boot=n_boot, n_perm=n_perm, n_split=n_split, bias_correction=bias_correction,
         n_boot_inner=n_boot_inner,
     )
-    joint, codes = encode_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims, seed=seed)
+    joint, codes = encode_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims, seed=seed,
+                                  normalize=normalize)
     shape = joint.shape
     counts = np.bincount(flat_cells(codes, shape), minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)
     n = len(codes[0])

@@ -17,7 +17,8 @@ import numbers
 import numpy as np
 
 from .._validation import check_positive_int
-from ..discretize import DISCRETIZERS, JointDiscretizer, LabelEncoder, check_features, make_discretizer
+from ..discretize import (DISCRETIZERS, JointDiscretizer, LabelEncoder, check_features, check_normalize,
+                          make_discretizer)
 
 __all__ = ["as_samples", "check_samples", "encode_samples", "check_confidence", "check_seed"]
 
@@ -124,16 +125,18 @@ def check_samples(x1, x2, y, *, discretizer, bins, pca_dims):
     return bins, pca
 
 
-def encode_samples(x1, x2, y, *, discretizer, bins, pca_dims, seed):
+def encode_samples(x1, x2, y, *, discretizer, bins, pca_dims, seed, normalize=None):
     """Fit the discretizers and return ``(JointDiscretizer, (c1, c2, cy))``."""
     x1, x2, y = as_samples(x1, "x1"), as_samples(x2, "x2"), as_samples(y, "y")
+    check_normalize(normalize)
     bins, pca = check_samples(x1, x2, y, discretizer=discretizer, bins=bins, pca_dims=pca_dims)
     enc = []
     for k, x in enumerate((x1, x2)):
         if np.asarray(x).ndim == 1:
             enc.append(LabelEncoder())
         else:
-            enc.append(make_discretizer(discretizer, bins=bins[k], pca_dims=pca[k], seed=seed))
+            enc.append(make_discretizer(discretizer, bins=bins[k], pca_dims=pca[k], seed=seed,
+                                        normalize=normalize))
     joint = JointDiscretizer(enc[0], enc[1], LabelEncoder())
     codes = (
         joint.x1.fit_transform(x1, name="x1"),

@@ -25,7 +25,9 @@ path: ~13 instead of ~15 steps at 20x20x6).
 
 * Mehrotra's predictor-corrector: an affine step gives sigma = mu_aff / mu
   (floored at 0.1, or 0.3 after a damped step); the corrector carries the
-  second-order term, and falls back to the plain Newton step of the barrier
+  second-order terms, ds_aff dc_aff and the curvature of the slacks along the
+  affine step (without it, blocks of tiny mass whose slack the linear model
+  overestimates cut every step short), and falls back to the plain Newton step of the barrier
   merit -(a f + b g) - sigma mu sum w log(-h) when the corrected direction is
   not a descent direction for it;
 * fraction-to-boundary on the true (nonlinear) slacks, a cap of 4 nats on the
@@ -38,6 +40,12 @@ Unlike a primal method it has one complementarity pair per block, not per
 cell, so cells that are tiny but positive at the optimum cost nothing, and
 blocks that are empty at the optimum are strictly inactive constraints: no
 crossover is needed.
+
+Each iteration is the same named steps as the torch port
+(:mod:`fastpid.kernels.broja_ipm_torch`), with the settings of
+:mod:`fastpid.kernels._constants`: ``_certify`` (when due), ``_predictor``,
+``_corrector``, ``_step_lengths``, ``_line_search``, ``_update_multipliers``;
+``_start`` before the loop and ``_finish`` after it.
 
 Structure used:
 
@@ -52,7 +60,9 @@ Structure used:
   when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
   is projected onto the marginals by Newton corrections that reuse the
   iteration's factor (multiplicative, so the support and positivity are
-  kept), then alternating scaling removes the round-off; (f, g), shifted so
+  kept), then alternating scaling removes the round-off (where it converges
+  too slowly, on nearly decomposable supports, an exact rounding label by
+  label finishes); (f, g), shifted so
   that the tightest constraint of each x1 row is active, is dual feasible,
   so its value D is a rigorous lower bound on min F0, and gap = F0(q) - D
   bounds the error of I_q(X1,X2;Y) and hence of every atom.  p itself is
@@ -63,19 +73,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-STATUS = {0: "converged", 1: "max_iter reached", 2: "stalled at working precision", 3: "numerical failure"}
-SBAND = 1e10  # block multipliers s are kept within [sigma mu w/(SBAND c), SBAND sigma mu w/c]
-BACKTRACK = 0.8  # step reduction in the line search
-ARMIJO = 1e-4  # sufficient decrease of the barrier merit
-MAXSTEP = 4.0  # nats: largest change of any f or g in one step
-JAM = 0.3  # after a step shorter than this, take a pure centering step
-PROJECT_ROUNDS = 3  # Newton projections of q onto the marginals per iterate
-RESTORE_SWEEPS = 20  # alternating-scaling sweeps after the projection
-STALL = 15  # iterations without 1% progress of the certified gap (or of mu)
-CERTIFY = 10.0  # certify iterates once mu <= CERTIFY * tol
-START_SLACK = 0.5  # slack of the tightest start constraint per row and per column
-SIGMA_MIN = 0.1  # centering after a full step
-SIGMA_DAMPED = 0.3  # centering after a damped step
+from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
+                         LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
+                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK, STATUS)
+
+__all__ = ["STATUS", "solve_batch", "solve_one"]
 
 
 @njit(cache=True)
@@ -127,6 +129,53 @@ def _restore(q, a, b, target, max_sweeps):
         viol = _violation(q, a, b)
         sweeps += 1
     return viol
+
+
+@njit(cache=True)
+def _round(q, a, b, mask):
+    """Round q exactly onto the marginals, label by label (the constraints of
+    different labels are independent): scale down the (x1, y) rows above a and
+    then the (x2, y) columns above b, and give the remaining deficits back as
+    their outer product (normalized), which lies on the support.  Keeps q >= 0
+    and moves it by at most about twice its violation; used where alternating
+    scaling converges too slowly (nearly decomposable supports)."""
+    n1, n2, ny = q.shape
+    er = np.empty(n1)
+    ec = np.empty(n2)
+    for k in range(ny):
+        for i in range(n1):
+            acc = 0.0
+            for j in range(n2):
+                acc += q[i, j, k]
+            if acc > a[i, k]:
+                r = a[i, k] / acc
+                for j in range(n2):
+                    q[i, j, k] *= r
+        for j in range(n2):
+            acc = 0.0
+            for i in range(n1):
+                acc += q[i, j, k]
+            if acc > b[j, k]:
+                r = b[j, k] / acc
+                for i in range(n1):
+                    q[i, j, k] *= r
+        tot = 0.0
+        for i in range(n1):
+            acc = a[i, k]
+            for j in range(n2):
+                acc -= q[i, j, k]
+            er[i] = max(acc, 0.0)
+            tot += er[i]
+        for j in range(n2):
+            acc = b[j, k]
+            for i in range(n1):
+                acc -= q[i, j, k]
+            ec[j] = max(acc, 0.0)
+        if tot > 0.0:
+            for i in range(n1):
+                for j in range(n2):
+                    if mask[i, j, k]:
+                        q[i, j, k] += er[i] * ec[j] / tot
 
 
 @njit(cache=True)
@@ -309,11 +358,11 @@ def _factor(M):
         for col in range(r + 1):
             M[r, col] *= dsc[r] * dsc[col]
     delta = 0.0
-    for attempt in range(8):
+    for attempt in range(1 + REG_RETRIES):
         try:
             return np.linalg.cholesky(M), dsc
         except Exception:
-            delta = 1e-14 if delta == 0.0 else delta * 100.0
+            delta = REG_START if delta == 0.0 else delta * REG_GROWTH
             for r in range(n):
                 M[r, r] += delta
     return np.eye(n), dsc  # hopeless: a scaled gradient step keeps the iteration finite
@@ -373,6 +422,27 @@ def _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg):
         for k in range(ny):
             t = ridx[off2 + j * ny + k]
             dg[j, k] = x[t] if t >= 0 else 0.0
+
+
+@njit(cache=True)
+def _curvature(mask, c, pi, df, dg, t, v):
+    """t = grad h . d and v = d^T hess h d = Var_pi(df + dg) per block."""
+    n1, n2, ny = mask.shape
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] == np.inf:
+                t[i, j] = 0.0
+                v[i, j] = 0.0
+                continue
+            acc = 0.0
+            acc2 = 0.0
+            for k in range(ny):
+                if mask[i, j, k]:
+                    d = df[i, k] + dg[j, k]
+                    acc += pi[i, j, k] * d
+                    acc2 += pi[i, j, k] * d * d
+            t[i, j] = acc
+            v[i, j] = max(acc2 - acc * acc, 0.0)
 
 
 @njit(cache=True)
@@ -535,18 +605,17 @@ def _keep_better(p, q, mask):
 
 
 @njit(cache=True)
-def solve_one(p, gap_tol, feas_tol, max_iter):
-    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status)."""
-    n1, n2, ny = p.shape
-    a, b, py, mask, ridx, na = _support(p)
-    q = np.zeros((n1, n2, ny))
-    f = np.zeros((n1, ny))
-    g = np.zeros((n2, ny))
-    if not mask.any():
-        return q, f, g, 0, np.inf, _violation(q, a, b), 3
-    # start: f = log a - 1, g = log(b / p(y)) is strictly dual feasible, and
-    # s = block masses of q0 = a b / p(y) makes q = s softmax(f + g) = q0
-    # primal feasible (then tightened below)
+def _start(a, b, py, mask, f, g, c, pi, s, w):
+    """Centred start: f = log a - 1, g = log(b / p(y)) is strictly dual
+    feasible, and s = block masses of q0 = a b / p(y) makes q = s softmax(f + g)
+    = q0 primal feasible.  f is then shifted by a constant per x1 row and g per
+    x2 column (softmax, hence q0, unchanged) so that every row and every column
+    has a constraint at slack START_SLACK: a start gap near sum s0 log(max/s0)
+    rather than the entropy of the block masses.  Weights of the central path
+    s c = mu w: w = s c normalized, so the start is exactly centred (mu = 1) and
+    each block is driven relative to its own scale (masses spanning many
+    decades make the plain path s c = mu impractical).  Fills f, g, c, pi, s, w."""
+    n1, n2, ny = mask.shape
     for i in range(n1):
         for k in range(ny):
             if a[i, k] > 0.0:
@@ -555,22 +624,11 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         for k in range(ny):
             if b[j, k] > 0.0:
                 g[j, k] = np.log(b[j, k] / py[k])
-    c = np.zeros((n1, n2))
-    pi = np.zeros((n1, n2, ny))
     _slacks(mask, f, g, c, pi)
-    # tighten the start: shift f by a constant per x1 row and g per x2 column
-    # (softmax, hence q0, unchanged) so that every row and every column has a
-    # constraint at slack START_SLACK: a start gap near sum s0 log(max/s0)
-    # rather than the entropy of the block masses
     _shift_to_slack(c, a, f)
     _slacks(mask, f, g, c, pi)
     _shift_to_slack(c.T, b, g)
     _slacks(mask, f, g, c, pi)
-    s = np.zeros((n1, n2))
-    # weights of the central path s c = mu w: the start is exactly centred
-    # (mu = 1), and each block is driven relative to its own scale (masses
-    # spanning many decades make the plain path s c = mu impractical)
-    w = np.zeros((n1, n2))
     wsum = 0.0
     for i in range(n1):
         for j in range(n2):
@@ -585,6 +643,221 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     for i in range(n1):
         for j in range(n2):
             w[i, j] /= wsum
+
+
+@njit(cache=True)
+def _gap_mu(s, c):
+    """mu = sum s c, the duality gap of (q = s softmax(f + g), f, g) when q is
+    feasible."""
+    n1, n2 = c.shape
+    mu = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] < np.inf:
+                mu += s[i, j] * c[i, j]
+    return mu
+
+
+@njit(cache=True)
+def _certify(fac, ridx, a, b, mask, s, c, pi, f, g, q, feas_tol):
+    """Certificate of the current iterate: q = s softmax(f + g) projected onto
+    the marginals (Newton corrections with the iteration's factor), round-off
+    removed by alternating scaling, gap bounded with (f, g).  Fills q; returns
+    (gap, violation)."""
+    _project(fac, ridx, a, b, mask, s, c, pi, q, 0.1 * feas_tol, PROJECT_ROUNDS)
+    viol = _restore(q, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
+    if viol > 0.1 * feas_tol:
+        _round(q, a, b, mask)
+        viol = _violation(q, a, b)
+    F0, Dv = _certificate(q, mask, a, b, f, g)
+    return F0 - Dv, viol
+
+
+@njit(cache=True)
+def _predictor(fac, ridx, a, b, mask, s, c, pi, mu, prev_alpha, coef, df, dg, t, va, dsa):
+    """Affine step (sigma = 0): M d = (a, b); its slopes t, curvatures va and
+    multiplier changes dsa per block; the centering sigma = mu_aff / mu,
+    floored (the nonlinear constraints rarely allow the long steps Mehrotra's
+    (mu_aff/mu)^3 asks for; more after a damped step), and a pure centering
+    step after a very short one.  Returns (sigma, corr), corr = 0 for a pure
+    centering step."""
+    n1, n2, ny = mask.shape
+    coef[:, :] = 0.0
+    _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
+    _curvature(mask, c, pi, df, dg, t, va)
+    ax = 1.0
+    asl = 1.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] == np.inf:
+                continue
+            dsa[i, j] = s[i, j] * (t[i, j] / c[i, j] - 1.0)
+            if t[i, j] > 0.0 and c[i, j] / t[i, j] < ax:
+                ax = c[i, j] / t[i, j]
+            if dsa[i, j] < 0.0 and -s[i, j] / dsa[i, j] < asl:
+                asl = -s[i, j] / dsa[i, j]
+    mu_aff = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] < np.inf:
+                mu_aff += (s[i, j] + asl * dsa[i, j]) * (c[i, j] - ax * t[i, j])
+    mu_aff = max(mu_aff, 0.0)
+    sigma = mu_aff / mu
+    sigma = min(max(sigma, SIGMA_MIN if prev_alpha >= FULL_STEP else SIGMA_DAMPED), SIGMA_MAX)
+    corr = 1.0
+    if prev_alpha < JAM:
+        sigma = 1.0
+        corr = 0.0
+    return sigma, corr
+
+
+@njit(cache=True)
+def _corrector(fac, ridx, a, b, mask, s, c, pi, w, smu, corr, t, va, dsa, coef, target, df, dg, tc):
+    """Corrector with the second-order terms: M d = (a, b) - A[(target/c) pi]
+    with target = smu w - ds_aff dc_aff + s v_aff / 2, where the slack change
+    of the affine step to second order is dc_aff = -(t + v_aff / 2), v_aff =
+    d_aff^T hess h d_aff (the curvature of the log-sum-exp: a block whose slack
+    the linear model overestimates is pushed back inside).  Without these terms
+    d is the Newton step of the barrier merit, a descent direction: the
+    corrector falls back to it when the corrected d is not one.  Fills target,
+    df, dg, tc (slopes); returns the merit's directional derivative."""
+    n1, n2, ny = mask.shape
+    slope = 0.0
+    for attempt in range(2):
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] == np.inf:
+                    continue
+                if attempt == 0:
+                    second = dsa[i, j] * (t[i, j] + 0.5 * va[i, j]) + 0.5 * s[i, j] * va[i, j]
+                    target[i, j] = smu * w[i, j] + corr * second
+                else:
+                    target[i, j] = smu * w[i, j]
+                coef[i, j] = target[i, j] / c[i, j]
+        _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
+        _slope(mask, c, pi, df, dg, tc)
+        slope = -_dual_value(a, b, df, dg)
+        for i in range(n1):
+            for j in range(n2):
+                if c[i, j] < np.inf:
+                    slope += smu * w[i, j] * tc[i, j] / c[i, j]
+        if slope < 0.0 or corr == 0.0:
+            break
+    return slope
+
+
+@njit(cache=True)
+def _step_lengths(s, c, mu, target, tc, df, dg, ds):
+    """Fraction to the boundary (eta = max(ETA_MIN, 1 - mu)) on the linearized
+    slacks and multipliers, and a cap of MAXSTEP nats on the change of every
+    dual variable (a Newton step on exponentials can overshoot by many nats
+    where a softmax weight is tiny, and walking back costs ~1 nat per step).
+    Fills the multiplier changes ds; returns (alpha_x, alpha_s, eta)."""
+    n1, n2 = c.shape
+    eta = max(ETA_MIN, 1.0 - mu)
+    ax = 1.0
+    asl = 1.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] == np.inf:
+                continue
+            ds[i, j] = (target[i, j] - s[i, j] * c[i, j] + s[i, j] * tc[i, j]) / c[i, j]
+            if tc[i, j] > 0.0 and eta * c[i, j] / tc[i, j] < ax:
+                ax = eta * c[i, j] / tc[i, j]
+            if ds[i, j] < 0.0 and -eta * s[i, j] / ds[i, j] < asl:
+                asl = -eta * s[i, j] / ds[i, j]
+    big = 0.0
+    for i in range(df.shape[0]):
+        for k in range(df.shape[1]):
+            big = max(big, abs(df[i, k]))
+    for j in range(dg.shape[0]):
+        for k in range(dg.shape[1]):
+            big = max(big, abs(dg[j, k]))
+    if ax * big > MAXSTEP:
+        ax = MAXSTEP / big
+    return ax, asl, eta
+
+
+@njit(cache=True)
+def _line_search(a, b, mask, f, g, c, w, df, dg, ax, slope, smu, eta, fn, gn, cn, pin):
+    """Armijo backtracking (LS_TRIALS trials alpha BACKTRACK^k) on the weighted
+    barrier merit, keeping the true slacks above (1 - eta) c.  Fills the
+    trial's (fn, gn, cn, pin); returns (found, alpha)."""
+    n1, n2, ny = mask.shape
+    phi = _barrier(a, b, f, g, c, w, smu)
+    for _ in range(LS_TRIALS):
+        for i in range(n1):
+            for k in range(ny):
+                fn[i, k] = f[i, k] + ax * df[i, k]
+        for j in range(n2):
+            for k in range(ny):
+                gn[j, k] = g[j, k] + ax * dg[j, k]
+        _slacks(mask, fn, gn, cn, pin)
+        interior = True
+        for i in range(n1):
+            for j in range(n2):
+                if cn[i, j] < np.inf and not cn[i, j] > (1.0 - eta) * c[i, j]:
+                    interior = False
+        if interior:
+            phin = _barrier(a, b, fn, gn, cn, w, smu)
+            if phin <= phi + ARMIJO * ax * min(slope, 0.0) + 1e-13 * abs(phi):
+                return True, ax
+        ax *= BACKTRACK
+    return False, ax
+
+
+@njit(cache=True)
+def _update_multipliers(s, c, ds, asl, smu, w):
+    """s += asl ds, kept within the band [smu w/(SBAND c), SBAND smu w/c]
+    (c the new slacks)."""
+    n1, n2 = c.shape
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] < np.inf:
+                v = s[i, j] + asl * ds[i, j]
+                lo = smu * w[i, j] / (SBAND * c[i, j])
+                s[i, j] = min(max(v, lo), SBAND * smu * w[i, j] / c[i, j])
+
+
+@njit(cache=True)
+def _finish(p, a, b, mask, q, f, g, it, gap, viol, status, qbest, fbest, gbest, best_gap, best_viol,
+            gap_tol, feas_tol):
+    """Final answer.  Certified: squeeze the last round-off out of the
+    marginals (a slightly infeasible q can sit below the optimum and show a
+    negative gap), keep p if better, re-certify.  Otherwise (or if that fails)
+    the best certified iterate seen.  Returns (q, f, g, it, gap, viol, status)."""
+    if status == 0:
+        if _restore(q, a, b, FINAL_TARGET, FINAL_SWEEPS) > FINAL_TARGET:
+            _round(q, a, b, mask)
+        _keep_better(p, q, mask)
+        viol = _violation(q, a, b)
+        F0, Dv = _certificate(q, mask, a, b, f, g)
+        gap = F0 - Dv
+        if gap <= gap_tol and viol <= feas_tol:
+            return q, f, g, it, gap, viol, 0
+        status = 2
+    if best_gap < np.inf:
+        _keep_better(p, qbest, mask)
+        F0, Dv = _certificate(qbest, mask, a, b, fbest, gbest)
+        return qbest, fbest, gbest, it, min(best_gap, F0 - Dv), max(best_viol, _violation(qbest, a, b)), status
+    return q, f, g, it, gap, viol, status
+
+
+@njit(cache=True)
+def solve_one(p, gap_tol, feas_tol, max_iter):
+    """Solve one distribution.  Returns (q, f, g, iterations, gap_nats, violation, status)."""
+    n1, n2, ny = p.shape
+    a, b, py, mask, ridx, na = _support(p)
+    q = np.zeros((n1, n2, ny))
+    f = np.zeros((n1, ny))
+    g = np.zeros((n2, ny))
+    if not mask.any():
+        return q, f, g, 0, np.inf, _violation(q, a, b), 3
+    c = np.zeros((n1, n2))
+    pi = np.zeros((n1, n2, ny))
+    s = np.zeros((n1, n2))
+    w = np.zeros((n1, n2))
+    _start(a, b, py, mask, f, g, c, pi, s, w)
     M = np.empty((na, na))
     df = np.zeros((n1, ny))
     dg = np.zeros((n2, ny))
@@ -593,6 +866,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     cn = np.zeros((n1, n2))
     pin = np.zeros((n1, n2, ny))
     t = np.zeros((n1, n2))
+    va = np.zeros((n1, n2))
     tc = np.zeros((n1, n2))
     coef = np.zeros((n1, n2))
     dsa = np.zeros((n1, n2))
@@ -603,6 +877,8 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     gbest = g.copy()
     best_gap = np.inf
     best_viol = np.inf
+    gap = np.inf
+    viol = np.inf
     status = 1
     stall = 0
     prev_alpha = 1.0
@@ -610,27 +886,18 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     failed = False
     it = 0
     while True:
-        mu = 0.0
-        for i in range(n1):
-            for j in range(n2):
-                if c[i, j] < np.inf:
-                    mu += s[i, j] * c[i, j]
+        mu = _gap_mu(s, c)
         _assemble(mask, s, c, pi, ridx, M)
         fac = _factor(M)
-        # mu = sum s c is the duality gap of (q = s softmax(f + g), f, g) when
-        # q is feasible: certify once it is near the tolerance (or when the
-        # iteration is about to stop).  Certificate: project q onto the
-        # marginals, remove round-off, bound the gap with (f, g).
+        # certification: once mu (the gap of the current pair when q is
+        # feasible) is near the tolerance, or when the iteration is about to stop
         if mu <= CERTIFY * gap_tol or it >= max_iter or stall >= STALL - 1 or failed:
-            _project(fac, ridx, a, b, mask, s, c, pi, q, 0.1 * feas_tol, PROJECT_ROUNDS)
-            viol = _restore(q, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
-            F0, Dv = _certificate(q, mask, a, b, f, g)
-            gap = F0 - Dv
+            gap, viol = _certify(fac, ridx, a, b, mask, s, c, pi, f, g, q, feas_tol)
             if not np.isfinite(gap):
                 status = 3
                 break
             if viol <= feas_tol and gap < best_gap:
-                stall = 0 if gap < 0.99 * best_gap else stall + 1
+                stall = 0 if gap < PROGRESS * best_gap else stall + 1
                 best_gap = gap
                 best_viol = viol
                 qbest[:, :, :] = q
@@ -646,110 +913,17 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                 break
         else:
             # progress is measured on mu until certificates are computed
-            stall = 0 if mu < 0.99 * best_mu else stall + 1
+            stall = 0 if mu < PROGRESS * best_mu else stall + 1
             best_mu = min(best_mu, mu)
         if it >= max_iter:
             break
         it += 1
-        # predictor (sigma = 0): M d = (a, b)
-        coef[:, :] = 0.0
-        _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
-        _slope(mask, c, pi, df, dg, t)
-        ax = 1.0
-        asl = 1.0
-        for i in range(n1):
-            for j in range(n2):
-                if c[i, j] == np.inf:
-                    continue
-                dsa[i, j] = s[i, j] * (t[i, j] / c[i, j] - 1.0)
-                if t[i, j] > 0.0 and c[i, j] / t[i, j] < ax:
-                    ax = c[i, j] / t[i, j]
-                if dsa[i, j] < 0.0 and -s[i, j] / dsa[i, j] < asl:
-                    asl = -s[i, j] / dsa[i, j]
-        mu_aff = 0.0
-        for i in range(n1):
-            for j in range(n2):
-                if c[i, j] < np.inf:
-                    mu_aff += (s[i, j] + asl * dsa[i, j]) * (c[i, j] - ax * t[i, j])
-        mu_aff = max(mu_aff, 0.0)
-        # centering from the predictor, floored: the nonlinear constraints
-        # rarely allow the long steps Mehrotra's (mu_aff/mu)^3 asks for;
-        # after a damped step, centre more
-        sigma = mu_aff / mu
-        sigma = min(max(sigma, SIGMA_MIN if prev_alpha >= 0.99 else SIGMA_DAMPED), 0.9)
-        corr = 1.0
-        if prev_alpha < JAM:
-            sigma = 1.0  # jammed: a pure centering step
-            corr = 0.0
+        sigma, corr = _predictor(fac, ridx, a, b, mask, s, c, pi, mu, prev_alpha, coef, df, dg, t, va, dsa)
         smu = sigma * mu
-        # corrector with the second-order term: M d = (a, b) - A[(target/c) pi];
-        # without that term d is the Newton step of the barrier merit, a
-        # descent direction: fall back to it if the corrected d is not
-        for attempt in range(2):
-            for i in range(n1):
-                for j in range(n2):
-                    if c[i, j] == np.inf:
-                        continue
-                    # target = smu w - ds_aff dc_aff, with dc_aff = -t_aff
-                    target[i, j] = smu * w[i, j] + (corr * dsa[i, j] * t[i, j] if attempt == 0 else 0.0)
-                    coef[i, j] = target[i, j] / c[i, j]
-            _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
-            _slope(mask, c, pi, df, dg, tc)
-            # directional derivative of the merit along (df, dg)
-            slope = -_dual_value(a, b, df, dg)
-            for i in range(n1):
-                for j in range(n2):
-                    if c[i, j] < np.inf:
-                        slope += smu * w[i, j] * tc[i, j] / c[i, j]
-            if slope < 0.0 or corr == 0.0:
-                break
-        eta = max(0.95, 1.0 - mu)
-        ax = 1.0
-        asl = 1.0
-        for i in range(n1):
-            for j in range(n2):
-                if c[i, j] == np.inf:
-                    continue
-                ds[i, j] = (target[i, j] - s[i, j] * c[i, j] + s[i, j] * tc[i, j]) / c[i, j]
-                if tc[i, j] > 0.0 and eta * c[i, j] / tc[i, j] < ax:
-                    ax = eta * c[i, j] / tc[i, j]
-                if ds[i, j] < 0.0 and -eta * s[i, j] / ds[i, j] < asl:
-                    asl = -eta * s[i, j] / ds[i, j]
-        # a Newton step on exponentials can overshoot by many nats where a
-        # softmax weight is tiny (and walking back costs ~1 nat per step):
-        # cap the change of every dual variable
-        big = 0.0
-        for i in range(n1):
-            for k in range(ny):
-                big = max(big, abs(df[i, k]))
-        for j in range(n2):
-            for k in range(ny):
-                big = max(big, abs(dg[j, k]))
-        if ax * big > MAXSTEP:
-            ax = MAXSTEP / big
-        # line search on the weighted barrier, keeping the true slacks interior
-        phi = _barrier(a, b, f, g, c, w, smu)
-        accepted = False
-        for _ in range(60):
-            for i in range(n1):
-                for k in range(ny):
-                    fn[i, k] = f[i, k] + ax * df[i, k]
-            for j in range(n2):
-                for k in range(ny):
-                    gn[j, k] = g[j, k] + ax * dg[j, k]
-            _slacks(mask, fn, gn, cn, pin)
-            interior = True
-            for i in range(n1):
-                for j in range(n2):
-                    if cn[i, j] < np.inf and not cn[i, j] > (1.0 - eta) * c[i, j]:
-                        interior = False
-            if interior:
-                phin = _barrier(a, b, fn, gn, cn, w, smu)
-                if phin <= phi + ARMIJO * ax * min(slope, 0.0) + 1e-13 * abs(phi):
-                    accepted = True
-                    break
-            ax *= BACKTRACK
-        if not accepted:
+        slope = _corrector(fac, ridx, a, b, mask, s, c, pi, w, smu, corr, t, va, dsa, coef, target, df, dg, tc)
+        ax, asl, eta = _step_lengths(s, c, mu, target, tc, df, dg, ds)
+        found, ax = _line_search(a, b, mask, f, g, c, w, df, dg, ax, slope, smu, eta, fn, gn, cn, pin)
+        if not found:
             failed = True  # certify the current iterate, then stop
             continue
         prev_alpha = ax
@@ -757,29 +931,9 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         g[:, :] = gn
         c[:, :] = cn
         pi[:, :, :] = pin
-        for i in range(n1):
-            for j in range(n2):
-                if c[i, j] < np.inf:
-                    v = s[i, j] + asl * ds[i, j]
-                    lo = smu * w[i, j] / (SBAND * c[i, j])
-                    s[i, j] = min(max(v, lo), SBAND * smu * w[i, j] / c[i, j])
-    if status == 0:
-        # squeeze the last round-off out of the marginals (a slightly
-        # infeasible q can sit below the optimum and show a negative gap)
-        viol = _restore(q, a, b, 1e-16, 200)
-        _keep_better(p, q, mask)
-        viol = _violation(q, a, b)
-        F0, Dv = _certificate(q, mask, a, b, f, g)
-        gap = F0 - Dv
-        if gap <= gap_tol and viol <= feas_tol:
-            return q, f, g, it, gap, viol, 0
-        status = 2
-    if best_gap < np.inf:
-        # not certified to tol: hand back the best certified iterate seen
-        _keep_better(p, qbest, mask)
-        F0, Dv = _certificate(qbest, mask, a, b, fbest, gbest)
-        return qbest, fbest, gbest, it, min(best_gap, F0 - Dv), max(best_viol, _violation(qbest, a, b)), status
-    return q, f, g, it, gap, viol, status
+        _update_multipliers(s, c, ds, asl, smu, w)
+    return _finish(p, a, b, mask, q, f, g, it, gap, viol, status, qbest, fbest, gbest, best_gap, best_viol,
+                   gap_tol, feas_tol)
 
 
 @njit(cache=True, parallel=True)

@@ -1,7 +1,9 @@
 """Batched interior-point solver for the dual of the BROJA program, in torch.
 
-A whole-batch tensor port of the Numba kernel :mod:`fastpid.kernels.broja_ipm`
-(the dual interior point of commit 289edd2; same constants, imported from it).
+A whole-batch tensor port of the Numba kernel :mod:`fastpid.kernels.broja_ipm`:
+the same steps under the same names (``_start``, ``_certify``, ``_predictor``,
+``_corrector``, ``_step_lengths``, ``_line_search``, ``_update_multipliers``,
+``_finish``) and the same settings (:mod:`fastpid.kernels._constants`).
 For each distribution p of the batch (B, n1, n2, ny), with a = p(x1, y),
 b = p(x2, y) and the support {a(x1,y) > 0 and b(x2,y) > 0}:
 
@@ -22,17 +24,18 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   rows without supported cells and one redundant (x2, y) row per label (the
   gauge) are identity rows, so every item has the same matrix size; Jacobi
   scaling and batched ``torch.linalg.cholesky_ex``, items whose factorization
-  fails regularized (1e-14, then x100 per retry, up to 7 retries, as the
-  Numba kernel) and refactored alone; predictor and corrector share the
+  fails regularized (REG_START, then x REG_GROWTH per retry, up to
+  REG_RETRIES retries, as the Numba kernel) and refactored alone; predictor and corrector share the
   factor (batched ``cholesky_solve``);
 * Mehrotra predictor-corrector: sigma = mu_aff / mu, floored at 0.1 (0.3 after
-  a damped step), capped at 0.9; the corrector (second-order term) and the
+  a damped step), capped at SIGMA_MAX; the corrector (second-order terms, with the
+  curvature of the slacks along the affine step, as the Numba kernel) and the
   plain barrier-Newton fallback direction are solved together as two
   right-hand sides, and each item takes the fallback when its corrected
   direction is not a descent direction of the weighted barrier merit
   -(a f + b g) - sigma mu sum w log c; a pure centering step after a step
   shorter than 0.3;
-* fraction-to-boundary (eta = max(0.95, 1 - mu)) on the linearized slacks and
+* fraction-to-boundary (eta = max(ETA_MIN, 1 - mu)) on the linearized slacks and
   multipliers, a cap of 4 nats on any |df|, |dg|, then a vectorized Armijo
   backtracking on the merit: the trial steps alpha 0.8^k are evaluated in
   groups (k = 0, 1..5, 6..15, 16..35, 36..59, each only for the items that
@@ -53,7 +56,7 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   (S >= 0 exactly), and is re-certified.
 
 Items stop individually (certified, stalled, failed or out of iterations) and
-leave the working set.  The caller (:func:`fastpid.methods.torch_methods.solve_exact`)
+leave the working set.  The caller (``method="exact"`` in :mod:`fastpid.methods.exact`)
 re-solves every item this solver does not certify with the Numba kernel on the
 CPU.  All arithmetic is float64 whatever the input dtype, on the input's device.
 """
@@ -63,12 +66,14 @@ import math
 
 import torch
 
-from .broja_ipm import (ARMIJO, BACKTRACK, CERTIFY, JAM, MAXSTEP, PROJECT_ROUNDS, RESTORE_SWEEPS,
-                        SBAND, SIGMA_DAMPED, SIGMA_MIN, STALL, START_SLACK)
+from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
+                         LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
+                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK)
 
 # line-search trial groups: [k0, k1) exponents of BACKTRACK, evaluated together
-# (60 trials in all, as the Numba kernel)
-_LS_GROUPS = ((0, 1), (1, 6), (6, 16), (16, 36), (36, 60))
+# (LS_TRIALS trials in all)
+_LS_GROUPS = tuple((k0, min(k1, LS_TRIALS)) for k0, k1 in ((0, 1), (1, 6), (6, 16), (16, 36), (36, LS_TRIALS))
+                   if k0 < LS_TRIALS)
 _LS_ELEMENTS = 1 << 24  # at most this many trial cells evaluated at once
 
 
@@ -107,6 +112,34 @@ def _restore(q, a, b, target, max_sweeps):
             idx, qi, ai, bi = idx[keep], qi[keep], ai[keep], bi[keep]
     # out of sweeps: keep the last iterate (as the Numba kernel)
     q[idx], viol[idx] = qi, _violation(qi, ai, bi)
+    return q, viol
+
+
+def _round(q, a, b, mask):
+    """Round q exactly onto the marginals, label by label (as the Numba
+    kernel): scale down the (x1, y) rows above a, then the (x2, y) columns above
+    b, and give the remaining deficits back as their normalized outer product
+    on the support."""
+    rs = q.sum(2)
+    q = q * torch.where(rs > a, a / torch.where(rs > a, rs, 1.0), 1.0)[:, :, None, :]
+    cs = q.sum(1)
+    q = q * torch.where(cs > b, b / torch.where(cs > b, cs, 1.0), 1.0)[:, None, :, :]
+    er = (a - q.sum(2)).clamp(min=0.0)                      # (W, n1, ny)
+    ec = (b - q.sum(1)).clamp(min=0.0)                      # (W, n2, ny)
+    tot = er.sum(1)                                         # (W, ny)
+    add = er[:, :, None, :] * ec[:, None, :, :] / torch.where(tot > 0, tot, 1.0)[:, None, None, :]
+    return q + torch.where(mask & (tot > 0)[:, None, None, :], add, 0.0)
+
+
+def _round_where(q, a, b, mask, viol, target):
+    """_round on the items whose violation exceeds ``target``; returns (q, violation)."""
+    need = viol > target
+    if not bool(need.any()):
+        return q, viol
+    q, viol = q.clone(), viol.clone()
+    idx = need.nonzero().squeeze(1)
+    qi = _round(q[idx], a[idx], b[idx], mask[idx])
+    q[idx], viol[idx] = qi, _violation(qi, a[idx], b[idx])
     return q, viol
 
 
@@ -215,8 +248,9 @@ def _jacobi(H, act):
 
 def _factor(H, act):
     """Jacobi-scaled M = A B A^T (identity on the inactive rows) and its
-    batched Cholesky factor, with per-item regularized retries (1e-14, then
-    x100, cumulative, up to 7 retries, as the Numba kernel).  Items still not
+    batched Cholesky factor, with per-item regularized retries (REG_START,
+    then x REG_GROWTH, cumulative, up to REG_RETRIES retries, as the Numba
+    kernel).  Items still not
     positive definite get L = I (a scaled gradient step, as the Numba
     kernel).  Returns (L, dsc) with M = D^-1 L L^T D^-1 on the active rows,
     D = diag(dsc)."""
@@ -230,8 +264,8 @@ def _factor(H, act):
         idx = bad.nonzero().squeeze(1)
         Sb = S[idx]
         delta = 0.0
-        for _attempt in range(7):
-            delta = 1e-14 if delta == 0.0 else delta * 100.0
+        for _attempt in range(REG_RETRIES):
+            delta = REG_START if delta == 0.0 else delta * REG_GROWTH
             Sb = Sb + delta * eye
             Lb, infob = torch.linalg.cholesky_ex(Sb)
             L[idx] = Lb
@@ -274,9 +308,11 @@ def _direction(L, dsc, act, a, b, pi, coef):
     return x[:, : n1 * ny].reshape(W, n1, ny, R), x[:, n1 * ny:].reshape(W, n2, ny, R)
 
 
-def _slope(pi, df, dg):
-    """t = sum_y pi (df + dg) per block (0 on empty blocks, where pi = 0)."""
-    return (pi * (df.unsqueeze(-2) + dg.unsqueeze(-3))).sum(-1)
+def _curvature(pi, df, dg):
+    """t = grad h . d and v = d^T hess h d = Var_pi(df + dg) per block."""
+    d = df.unsqueeze(-2) + dg.unsqueeze(-3)
+    t = (pi * d).sum(-1)
+    return t, ((pi * d * d).sum(-1) - t * t).clamp(min=0.0)
 
 
 def _project(L, dsc, act, a, b, mask, blk, s, c, pi, target, rounds):
@@ -404,6 +440,119 @@ def _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta):
     return found, alpha, fo, go, co, pio
 
 
+def _start(a, b, py, mask, blk, q0):
+    """Centred start (as the Numba kernel): f = log a - 1, g = log(b / p(y))
+    strictly dual feasible, then f shifted per x1 row and g per x2 column so
+    that each has a constraint at slack START_SLACK; s = block masses of
+    q0 = a b / p(y); weights w = s c (normalized).  Returns (f, g, c, pi, s, w)."""
+    f = torch.where(a > 0, torch.log(torch.where(a > 0, a, 1.0)) - 1.0, 0.0)
+    pyd = torch.where(py > 0, py, 1.0)[:, None, :]
+    g = torch.where(b > 0, torch.log(torch.where(b > 0, b, 1.0) / pyd), 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    cmin = torch.where(blk, c, math.inf).amin(-1)  # (W, n1)
+    f = f + torch.where((a > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    cmin = torch.where(blk, c, math.inf).amin(-2)  # (W, n2)
+    g = g + torch.where((b > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
+    c, pi = _slacks(mask, blk, f, g)
+    s = q0.sum(-1)
+    w = torch.where(blk, s * c, 0.0)
+    w = w / w.sum((1, 2), keepdim=True)
+    return f, g, c, pi, s, w
+
+
+def _gap_mu(blk, s, c):
+    """mu = sum s c per item."""
+    return torch.where(blk, s * c, 0.0).sum((1, 2))
+
+
+def _certify(L, dsc, act, a, b, mask, blk, s, c, pi, f, g, feas_tol):
+    """Certificate of the current iterates (as the Numba kernel): q projected
+    onto the marginals, round-off removed by alternating scaling, gap bounded
+    with (f, g).  Returns (q, gap, violation)."""
+    qc = _project(L, dsc, act, a, b, mask, blk, s, c, pi, 0.1 * feas_tol, PROJECT_ROUNDS)
+    qc, vc = _restore(qc, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
+    qc, vc = _round_where(qc, a, b, mask, vc, 0.1 * feas_tol)
+    F0, Dv = _certificate(qc, mask, a, b, f, g)
+    return qc, F0 - Dv, vc
+
+
+def _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha):
+    """Affine step (sigma = 0): M d = (a, b); slopes t, curvatures va,
+    multiplier changes dsa per block, and the centering sigma = mu_aff / mu
+    floored (more after a damped step), a pure centering step after a very
+    short one.  Returns (t, va, dsa, sigma, corr)."""
+    W, n1, n2, ny = pi.shape
+    dt, dev = pi.dtype, pi.device
+    zero = torch.zeros(W, n1, n2, 1, dtype=dt, device=dev)
+    dfa, dga = _direction(L, dsc, act, a, b, pi, zero)
+    t, va = _curvature(pi, dfa[..., 0], dga[..., 0])
+    dsa = torch.where(blk, s * (t / c - 1.0), 0.0)
+    tp = blk & (t > 0)
+    ax = torch.where(tp, c / torch.where(tp, t, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+    dn = blk & (dsa < 0)
+    asl = torch.where(dn, -s / torch.where(dn, dsa, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+    mu_aff = torch.where(blk, (s + asl[:, None, None] * dsa) * (c - ax[:, None, None] * t), 0.0)
+    mu_aff = mu_aff.sum((1, 2)).clamp(min=0.0)
+    floor_ = torch.where(prev_alpha >= FULL_STEP, torch.full_like(mu, SIGMA_MIN), torch.full_like(mu, SIGMA_DAMPED))
+    sigma = torch.minimum(torch.maximum(mu_aff / mu, floor_), torch.full_like(mu, SIGMA_MAX))
+    jam = prev_alpha < JAM
+    sigma = torch.where(jam, 1.0, sigma)
+    corr = (~jam).to(dt)
+    return t, va, dsa, sigma, corr
+
+
+def _corrector(L, dsc, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa):
+    """Corrector with the second-order terms (ds_aff dc_aff with dc_aff =
+    -(t + va / 2), and s va / 2) and the plain barrier-Newton step (a descent
+    direction of the merit) solved together as two right-hand sides; each item
+    takes the corrected direction when it is a descent direction.  Returns
+    (target, df, dg, tc, slope)."""
+    smw = smu[:, None, None] * w
+    tgt0 = smw + corr[:, None, None] * (dsa * (t + 0.5 * va) + 0.5 * s * va)
+    tgt = torch.stack((tgt0, smw), -1)                              # (W, n1, n2, 2)
+    coef = torch.where(blk[..., None], tgt / c[..., None], 0.0)
+    df2, dg2 = _direction(L, dsc, act, a, b, pi, coef)
+    tc2 = (pi[..., None] * (df2[:, :, None] + dg2[:, None, :])).sum(-2)  # (W, n1, n2, 2)
+    slope2 = (-(a[..., None] * df2).sum((1, 2)) - (b[..., None] * dg2).sum((1, 2))
+              + torch.where(blk[..., None], smw[..., None] * tc2 / c[..., None], 0.0).sum((1, 2)))
+    use0 = (slope2[:, 0] < 0.0) | (corr == 0.0)
+    k = torch.where(use0, 0, 1)
+    df = torch.where(use0[:, None, None], df2[..., 0], df2[..., 1])
+    dg = torch.where(use0[:, None, None], dg2[..., 0], dg2[..., 1])
+    tc = torch.where(use0[:, None, None], tc2[..., 0], tc2[..., 1])
+    target = torch.where(use0[:, None, None], tgt[..., 0], tgt[..., 1])
+    slope = slope2.gather(1, k[:, None])[:, 0]
+    return target, df, dg, tc, slope
+
+
+def _step_lengths(blk, s, c, mu, target, tc, df, dg):
+    """Fraction to the boundary (eta = max(ETA_MIN, 1 - mu)) on the linearized
+    slacks and multipliers, and the cap of MAXSTEP nats on every |df|, |dg|.
+    Returns (ds, alpha_x, alpha_s, eta)."""
+    eta = torch.clamp(1.0 - mu, min=ETA_MIN)
+    e3 = eta[:, None, None]
+    ds = torch.where(blk, (target - s * c + s * tc) / c, 0.0)
+    tp = blk & (tc > 0)
+    ax = torch.where(tp, e3 * c / torch.where(tp, tc, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+    dn = blk & (ds < 0)
+    asl = torch.where(dn, -e3 * s / torch.where(dn, ds, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
+    big = torch.maximum(df.abs().flatten(1).amax(1), dg.abs().flatten(1).amax(1))
+    ax = torch.where(ax * big > MAXSTEP, MAXSTEP / torch.where(big > 0, big, 1.0), ax)
+    return ds, ax, asl, eta
+
+
+def _update_multipliers(blk, s, c, ds, asl, smu, w, found):
+    """s + asl ds kept within [smu w/(SBAND c), SBAND smu w/c] (c the new
+    slacks), on the items whose line search found a step."""
+    smw = smu[:, None, None] * w
+    sn = s + asl[:, None, None] * ds
+    lo = smw / (SBAND * c)
+    hi = SBAND * smw / c
+    sn = torch.where(blk, torch.minimum(torch.maximum(sn, lo), hi), 0.0)
+    return torch.where(found[:, None, None], sn, s)
+
+
 def _solve_chunk(p, gap_tol, feas_tol, max_iter):
     B, n1, n2, ny = p.shape
     dev, dt = p.device, p.dtype
@@ -425,24 +574,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out
     pw_, a, b, py, mask, q0, act, blk = (t[orig] for t in (p, a, b, py, mask, q0, act, blk))
     W = orig.numel()
-    # centred start: f = log a - 1, g = log(b / p(y)) strictly dual feasible
-    # (then tightened per row and column below),
-    # s = block masses of q0 = a b / p(y); weights w = s c (normalized)
-    f = torch.where(a > 0, torch.log(torch.where(a > 0, a, 1.0)) - 1.0, 0.0)
-    pyd = torch.where(py > 0, py, 1.0)[:, None, :]
-    g = torch.where(b > 0, torch.log(torch.where(b > 0, b, 1.0) / pyd), 0.0)
-    c, pi = _slacks(mask, blk, f, g)
-    # tighten the start (as the Numba kernel): shift f per x1 row, then g per
-    # x2 column, so that each has a constraint at slack START_SLACK
-    cmin = torch.where(blk, c, math.inf).amin(-1)  # (W, n1)
-    f = f + torch.where((a > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
-    c, pi = _slacks(mask, blk, f, g)
-    cmin = torch.where(blk, c, math.inf).amin(-2)  # (W, n2)
-    g = g + torch.where((b > 0) & torch.isfinite(cmin)[..., None], (cmin - START_SLACK)[..., None], 0.0)
-    c, pi = _slacks(mask, blk, f, g)
-    s = q0.sum(-1)
-    w = torch.where(blk, s * c, 0.0)
-    w = w / w.sum((1, 2), keepdim=True)
+    f, g, c, pi, s, w = _start(a, b, py, mask, blk, q0)
     q = torch.zeros_like(q0)
 
     it = torch.zeros(W, dtype=torch.int64, device=dev)
@@ -457,7 +589,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
     qbest, fbest, gbest = q.clone(), f.clone(), g.clone()
 
     while True:
-        mu = torch.where(blk, s * c, 0.0).sum((1, 2))
+        mu = _gap_mu(blk, s, c)
         L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
 
         # certification: once mu (the gap of the current pair when q is
@@ -466,16 +598,13 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         cert = (mu <= CERTIFY * gap_tol) | (it >= max_iter) | (stall >= STALL - 1) | failed
         if bool(cert.any()):
             ci = cert.nonzero().squeeze(1)
-            qc = _project(L[ci], dsc[ci], act[ci], a[ci], b[ci], mask[ci], blk[ci], s[ci], c[ci], pi[ci],
-                          0.1 * feas_tol, PROJECT_ROUNDS)
-            qc, vc = _restore(qc, a[ci], b[ci], 0.1 * feas_tol, RESTORE_SWEEPS)
-            F0, Dv = _certificate(qc, mask[ci], a[ci], b[ci], f[ci], g[ci])
-            gc = F0 - Dv
+            qc, gc, vc = _certify(L[ci], dsc[ci], act[ci], a[ci], b[ci], mask[ci], blk[ci], s[ci], c[ci],
+                                  pi[ci], f[ci], g[ci], feas_tol)
             q[ci], gap[ci], viol[ci] = qc, gc, vc
             fin = torch.isfinite(gc)
             bg = best_gap[ci]
             better = fin & (vc <= feas_tol) & (gc < bg)
-            stall[ci] = torch.where(better & (gc < 0.99 * bg), 0, stall[ci] + 1)
+            stall[ci] = torch.where(better & (gc < PROGRESS * bg), 0, stall[ci] + 1)
             if bool(better.any()):
                 bi = ci[better]
                 best_gap[bi], best_viol[bi] = gc[better], vc[better]
@@ -487,7 +616,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
             status[ci] = stc
         # progress is measured on mu until certificates are computed
         nc = ~cert
-        stall = torch.where(nc, torch.where(mu < 0.99 * best_mu, 0, stall + 1), stall)
+        stall = torch.where(nc, torch.where(mu < PROGRESS * best_mu, 0, stall + 1), stall)
         best_mu = torch.where(nc, torch.minimum(best_mu, mu), best_mu)
         status = torch.where((status < 0) & (it >= max_iter), 1, status)
 
@@ -508,66 +637,16 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
             W = orig.numel()
         it = it + 1
 
-        # predictor (sigma = 0): M d = (a, b)
-        zero = torch.zeros(W, n1, n2, 1, dtype=dt, device=dev)
-        dfa, dga = _direction(L, dsc, act, a, b, pi, zero)
-        t = _slope(pi, dfa[..., 0], dga[..., 0])
-        dsa = torch.where(blk, s * (t / c - 1.0), 0.0)
-        tp = blk & (t > 0)
-        ax = torch.where(tp, c / torch.where(tp, t, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
-        dn = blk & (dsa < 0)
-        asl = torch.where(dn, -s / torch.where(dn, dsa, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
-        mu_aff = torch.where(blk, (s + asl[:, None, None] * dsa) * (c - ax[:, None, None] * t), 0.0)
-        mu_aff = mu_aff.sum((1, 2)).clamp(min=0.0)
-        # centering from the predictor, floored (more after a damped step);
-        # after a very short step a pure centering step
-        floor_ = torch.where(prev_alpha >= 0.99, torch.full_like(mu, SIGMA_MIN), torch.full_like(mu, SIGMA_DAMPED))
-        sigma = torch.minimum(torch.maximum(mu_aff / mu, floor_), torch.full_like(mu, 0.9))
-        jam = prev_alpha < JAM
-        sigma = torch.where(jam, 1.0, sigma)
-        corr = (~jam).to(dt)
+        t, va, dsa, sigma, corr = _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha)
         smu = sigma * mu
-        smw = smu[:, None, None] * w
-
-        # corrector with the second-order term, and the plain barrier-Newton
-        # step (a descent direction of the merit) as a second right-hand side
-        tgt0 = smw + corr[:, None, None] * dsa * t
-        tgt = torch.stack((tgt0, smw), -1)                              # (W, n1, n2, 2)
-        coef = torch.where(blk[..., None], tgt / c[..., None], 0.0)
-        df2, dg2 = _direction(L, dsc, act, a, b, pi, coef)
-        tc2 = (pi[..., None] * (df2[:, :, None] + dg2[:, None, :])).sum(-2)  # (W, n1, n2, 2)
-        slope2 = (-(a[..., None] * df2).sum((1, 2)) - (b[..., None] * dg2).sum((1, 2))
-                  + torch.where(blk[..., None], smw[..., None] * tc2 / c[..., None], 0.0).sum((1, 2)))
-        use0 = (slope2[:, 0] < 0.0) | (corr == 0.0)
-        k = torch.where(use0, 0, 1)
-        df = torch.where(use0[:, None, None], df2[..., 0], df2[..., 1])
-        dg = torch.where(use0[:, None, None], dg2[..., 0], dg2[..., 1])
-        tc = torch.where(use0[:, None, None], tc2[..., 0], tc2[..., 1])
-        target = torch.where(use0[:, None, None], tgt[..., 0], tgt[..., 1])
-        slope = slope2.gather(1, k[:, None])[:, 0]
-
-        eta = torch.clamp(1.0 - mu, min=0.95)
-        e3 = eta[:, None, None]
-        ds = torch.where(blk, (target - s * c + s * tc) / c, 0.0)
-        tp = blk & (tc > 0)
-        ax = torch.where(tp, e3 * c / torch.where(tp, tc, 1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
-        dn = blk & (ds < 0)
-        asl = torch.where(dn, -e3 * s / torch.where(dn, ds, -1.0), math.inf).flatten(1).amin(1).clamp(max=1.0)
-        # cap the change of every dual variable (a Newton step on
-        # exponentials overshoots where a softmax weight is tiny)
-        big = torch.maximum(df.abs().flatten(1).amax(1), dg.abs().flatten(1).amax(1))
-        ax = torch.where(ax * big > MAXSTEP, MAXSTEP / torch.where(big > 0, big, 1.0), ax)
-
+        target, df, dg, tc, slope = _corrector(L, dsc, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa)
+        ds, ax, asl, eta = _step_lengths(blk, s, c, mu, target, tc, df, dg)
         found, alpha, fn, gn, cn, pin = _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta)
         # items whose line search failed keep their state: certified next, then stop
         failed = failed | ~found
         prev_alpha = torch.where(found, alpha, prev_alpha)
         f, g, c, pi = fn, gn, cn, pin
-        sn = s + asl[:, None, None] * ds
-        lo = smw / (SBAND * c)
-        hi = SBAND * smw / c
-        sn = torch.where(blk, torch.minimum(torch.maximum(sn, lo), hi), 0.0)
-        s = torch.where(found[:, None, None], sn, s)
+        s = _update_multipliers(blk, s, c, ds, asl, smu, w, found)
     return q_out, f_out, g_out, it_out, gap_out, viol_out, st_out
 
 
@@ -584,7 +663,8 @@ def _finish(fi, orig, status, p, a, b, mask, q, f, g, it, gap, viol, best_gap, b
     c0 = st == 0
     if bool(c0.any()):
         ci = c0.nonzero().squeeze(1)
-        qc, _ = _restore(q_f[ci], af[ci], bf[ci], 1e-16, 200)
+        qc, vr = _restore(q_f[ci], af[ci], bf[ci], FINAL_TARGET, FINAL_SWEEPS)
+        qc, _ = _round_where(qc, af[ci], bf[ci], mf[ci], vr, FINAL_TARGET)
         qc = _keep_better(pf[ci], qc, mf[ci])
         vc = _violation(qc, af[ci], bf[ci])
         F0, Dv = _certificate(qc, mf[ci], af[ci], bf[ci], f_f[ci], g_f[ci])
