@@ -465,7 +465,11 @@ class Controller:
 
         # Rule 1 (lines 8-12): uniqueness ratio.
         wanted, rule, why, evidence["uniqueness"] = self._uniqueness(a1, a2, n1, n2, iv, current)
-        if wanted != current and current:
+        blocked = {m: ("val_patience" if self.stalled[m - 1] else "max_modality_epochs")
+                   for m in (1, 2) if self.stalled[m - 1] or self._capped(m)}
+        if wanted != current and current and all(m in blocked for m in wanted):
+            why += "; not a switch: that modality may no longer train"
+        elif wanted != current and current:
             if self.max_switches is not None and self.switches >= self.max_switches:
                 why += f"; ignored, switch limit max_switches={self.max_switches} reached, keep {list(current)}"
                 wanted, rule = current, "switch_limit"
@@ -475,8 +479,6 @@ class Controller:
         reasons.append(why)
 
         # Held-out progress and per-modality caps (not in the paper).
-        blocked = {m: ("val_patience" if self.stalled[m - 1] else "max_modality_epochs")
-                   for m in (1, 2) if self.stalled[m - 1] or self._capped(m)}
         if any(self.stalled):
             evidence["val_patience"] = {"best_val": list(self.best_val), "since_best": list(self.since_best),
                                         "val_patience": self.val_patience, "val_min_delta": self.val_min_delta}

@@ -303,3 +303,16 @@ def test_plot_atoms_error_bars_from_intervals(tmp_path):
     pytest.importorskip("matplotlib")
     path = plot_atoms(probes, str(tmp_path / "a.png"))
     assert os.path.getsize(path) > 1000
+
+
+def test_a_request_for_a_stalled_modality_is_no_switch():
+    c = Controller(probe_every=1, val_patience=1, when_balanced="keep", start_modality=1, stop_after_switches=1)
+    c.record_val(1, 0.5)
+    c.record_val(1, 0.4)                              # modality 1 stalls
+    d = c.observe(obs(1.0, 0.2, 0.1), 1)              # asks for modality 2: allowed, one switch
+    assert c.switches == 1 and d.start_joint and d.rule == "stop_after_switches"
+    c = Controller(probe_every=1, val_patience=1, when_balanced="keep", start_modality=2, stop_after_switches=1)
+    c.record_val(1, 0.5)
+    c.record_val(1, 0.4)
+    d = c.observe(obs(0.2, 1.0, 0.1), 1)              # asks for stalled modality 1: no switch
+    assert c.switches == 0 and d.modalities == (2,) and not d.start_joint and "not a switch" in d.reason
