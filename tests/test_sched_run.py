@@ -91,10 +91,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = run(cfg)
     part = cfg.replace(out=str(tmp_path / "part"))
     with pytest.raises(ms.RunInterrupted):
-        run(part, interrupt_after=1)            # stops inside Stage I (probes at epochs 0, 1, 2 end it)
+        run(part, interrupt_after=1)            # stops inside Stage I (after the epoch-0 probe and epoch 1)
+    n1 = len([e for e in read_events(cfg.out) if e["type"] == "epoch" and e["phase"] == "stage1"])
+    assert n1 >= 2
     with pytest.raises(ms.RunInterrupted):
-        run(None, resume=part.out, interrupt_after=2)   # and again inside Stage II
-    assert full.stage1_epochs == [2, 1]
+        run(None, resume=part.out, interrupt_after=n1)   # and again inside Stage II (its first epoch)
     resumed = run(None, resume=part.out)
     assert resumed.test_accuracy == full.test_accuracy
     assert resumed.val_accuracy == full.val_accuracy
