@@ -1,6 +1,6 @@
 """Console entry point ``multimodal-sched`` (also ``python -m multimodal_sched``).
 
-    multimodal-sched run --config FILE | --dataset cg-digits [--seed N] [--out RUN_DIR]
+    multimodal-sched run --config FILE | --dataset cg-digits [--preset paper|crema-sweep] [--seed N] [--out RUN_DIR]
                          [--method pid|mi|joint|unimodal|schedule|sequential|udi|concat|uniform|aux0.6|
                                    ogm-ge|pmr|mmpareto|gblending|mla]
                          [--stage2 STRATEGY] [--stage2-options JSON] [--method-options JSON]
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--config", help="JSON or YAML config file")
     src.add_argument("--dataset", help="cg-digits, synthetic (built in) or cremad, ave, ucf101, cgmnist "
                                        "(files under --data-path; docs/datasets.md)")
+    r.add_argument("--preset", help="named settings applied over the config: paper (tau_u 5, lambda_s 0.95, "
+                                    "f_p 5, Algorithm 1's rules, 64-d projection) or crema-sweep (the defaults)")
     r.add_argument("--data-path", dest="data_path", help="root folder of a file-based dataset")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
@@ -124,13 +126,18 @@ def main(argv=None) -> int:
     from .runner import run
     try:
         if args.resume:
-            overrides = [n for n in ("config", *_RUN_FIELDS) if getattr(args, n) is not None]
+            overrides = [n for n in ("config", "preset", *_RUN_FIELDS) if getattr(args, n) is not None]
             overrides += ["overwrite"] if args.overwrite else []
             if overrides:
                 raise ValueError(f"--resume takes its settings from RUN_DIR/config.json; drop {['--' + n for n in overrides]}")
             result = run(None, resume=args.resume)
         else:
             cfg = load_config(args.config) if args.config else RunConfig()
+            if args.preset is not None:
+                from .config import PRESETS
+                if args.preset not in PRESETS:
+                    raise ValueError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+                cfg = cfg.replace(**PRESETS[args.preset])
             changes = {n: getattr(args, n) for n in _RUN_FIELDS if getattr(args, n) is not None}
             if args.no_progress:
                 changes["progress"] = False

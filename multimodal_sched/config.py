@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunConfig", "load_config", "save_config", "METHODS", "STRATEGY_METHODS", "SCHEDULE_METHODS",
+__all__ = ["RunConfig", "PRESETS", "load_config", "save_config", "METHODS", "STRATEGY_METHODS", "SCHEDULE_METHODS",
            "STAGE2_ALIASES"]
 
 #: methods trained jointly from scratch by one Stage II strategy: method -> (strategy, preset options)
@@ -24,6 +24,22 @@ FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
 BINNINGS = ("kmeans", "quantile")
+
+
+_DEFAULT_STAGE2 = "uniform"
+
+#: named settings (``RunConfig.from_preset`` / ``--preset``); fields not named keep the defaults.
+#: ``paper``: the paper's stated defaults (tau_u 5, lambda_s 0.95, f_p 5), Algorithm 1's literal
+#: rules, the 64-d projection of section 5.2, Stage II = fused + unimodal losses summed equally.
+#: ``crema-sweep``: the dataclass defaults; tau_u 1.5 and lambda_s 0.8 are the best values of the
+#: paper's one-at-a-time sweeps on CREMA-D, with the evidence rules, early probes, val patience and
+#: the fallback to plain joint training.
+PRESETS = {
+    "paper": dict(tau_u=5.0, lambda_s=0.95, probe_every=5, decision_rule="paper", first_probes=[],
+                  val_patience=None, fallback=False, rollback=False, projection_dim=64, stage2="uniform",
+                  when_balanced="both", start_modality=None, stop_after_switches=None),
+    "crema-sweep": dict(tau_u=1.5, lambda_s=0.8, probe_every=5),
+}
 
 
 @dataclass
@@ -49,11 +65,24 @@ class RunConfig:
 
     Stage II: ``stage2`` names a strategy of :mod:`multimodal_sched.methods` (``aux``:
     fused + ``weight`` x both unimodal losses, weight 0.6 unless ``stage2_options`` says
-    otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed;
-    ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``; ``aux0.6`` = ``aux`` with weight
-    0.6).  With a strategy method, ``stage2`` stays ``aux`` (the default) or names that method's
+    otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed, the default (the
+    paper's text); ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``; ``aux0.6`` = ``aux`` with weight
+    0.6).  With a strategy method, ``stage2`` stays ``uniform`` (the default) or names that method's
     strategy; anything else is refused.  ``mla`` builds the model with one head shared by both
     modalities (``head1 is head2``, both embeddings of one width) and fuses by prediction entropy.
+
+    Controller (methods ``pid`` / ``mi``): ``tau_u``, ``lambda_s``, ``probe_every`` and the options
+    of :class:`multimodal_sched.controller.Controller` (``decision_rule``, ``confirm_probes``,
+    ``first_probes``, ``start_modality``, ``stop_after_switches``, ``val_patience``,
+    ``val_min_delta``).  ``val_restore``: a modality paused by ``val_patience`` goes back to its
+    best-val encoder and head.  ``rollback``: when the synergy rule starts Stage II, the encoders
+    and heads go back to those of the synergy-peak probe.  ``fallback``: after Stage II, plain joint
+    training (method ``joint`` with the same Stage II strategy) also runs, in ``RUN_DIR/fallback``;
+    its model replaces the scheduled one when it is right on clearly more val samples (paired
+    test: ``c - b > fallback_z * sqrt(b + c)``, ``b``/``c`` the samples only the scheduled / only
+    the joint model gets right).  ``projection_dim``: a trained ``Linear + ReLU`` layer to that
+    width at the end of each encoder (paper section 5.2: 64); the probe, heads and fusion read it.
+    Presets: :data:`PRESETS`.
     """
 
     dataset: str = "cg-digits"
@@ -76,7 +105,7 @@ class RunConfig:
     lr_gamma: float = 0.1
     batch_size: int = 64
     # Stage II (and method joint): the strategy and its options
-    stage2: str = "aux"
+    stage2: str = "uniform"
     stage2_options: dict = field(default_factory=dict)
     # options of method sequential / udi (see multimodal_sched.schedules)
     method_options: dict = field(default_factory=dict)
@@ -94,6 +123,19 @@ class RunConfig:
     max_modality_epochs: int | None = None
     eps: float = 1e-6
     when_balanced: str = "both"
+    start_modality: int | str | None = None   # 1, 2, "both"; None: both ("both") or 1 ("keep")
+    decision_rule: str = "evidence"   # "evidence" (intervals) or "paper" (Algorithm 1 as written)
+    confirm_probes: int = 2           # evidence rule: consecutive drops below lambda_s * peak that end Stage I
+    first_probes: list = field(default_factory=lambda: [0, 1])   # extra probes after these Stage I epochs
+    stop_after_switches: int | None = None   # Stage II after that many switches (the public code: 2)
+    val_patience: int | None = 3      # pause a modality whose val accuracy stalls this many of its epochs
+    val_min_delta: float = 0.0
+    val_restore: bool = True          # a stalled modality goes back to its best-val encoder and head
+    rollback: bool = False            # Stage II from the encoders saved at the synergy peak
+    fallback: bool = True             # also train plain joint training; keep it when clearly better on val
+    fallback_z: float = 2.0           # paired (McNemar) z that val must show before falling back
+    # models: a trained projection layer on each encoder (paper section 5.2: 64)
+    projection_dim: int | None = None
     # probing (multimodal_sched.probing: fastpid.estimate with bootstrap intervals)
     k: int | None = None        # clusters per modality; None: k*k*ny <= n/5 (probing.choose_k)
     pca_dims: int = 5
@@ -185,11 +227,11 @@ class RunConfig:
             bad("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.stage2_options, dict):
             bad("stage2_options", f"must be a dict, got {type(self.stage2_options).__name__}")
-        if self.method in STRATEGY_METHODS and self.stage2 not in ("aux", STRATEGY_METHODS[self.method][0]):
+        if self.method in STRATEGY_METHODS and self.stage2 not in (_DEFAULT_STAGE2, STRATEGY_METHODS[self.method][0]):
             bad("stage2", f"method {self.method!r} trains with its own strategy from scratch; leave stage2 at "
-                          f"'aux' (the default), or use method 'pid', 'mi', 'schedule', 'sequential' or 'udi' "
+                          f"{_DEFAULT_STAGE2!r} (the default), or use method 'pid', 'mi', 'schedule', 'sequential' or 'udi' "
                           f"with stage2={self.stage2!r}")
-        if self.method == "unimodal" and (self.stage2 != "aux" or self.stage2_options):
+        if self.method == "unimodal" and (self.stage2 != _DEFAULT_STAGE2 or self.stage2_options):
             bad("stage2", "method 'unimodal' has no Stage II; leave stage2 and stage2_options at their defaults")
         name, options = self.strategy_spec()
         try:
@@ -216,6 +258,29 @@ class RunConfig:
             bad("tau_u", f"must be > 1, got {self.tau_u!r}")
         if not (isinstance(self.lambda_s, (int, float)) and 0 < self.lambda_s <= 1):
             bad("lambda_s", f"must be in (0, 1], got {self.lambda_s!r}")
+        from .controller import DECISION_RULES
+        if self.decision_rule not in DECISION_RULES:
+            bad("decision_rule", f"must be one of {list(DECISION_RULES)}, got {self.decision_rule!r}")
+        if self.start_modality not in (1, 2, "both", None) or isinstance(self.start_modality, bool):
+            bad("start_modality", f"must be 1, 2, 'both' or None, got {self.start_modality!r}")
+        for name, lo in (("confirm_probes", 1),):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+                bad(name, f"must be an integer >= {lo}, got {v!r}")
+        for name in ("stop_after_switches", "val_patience", "projection_dim"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                bad(name, f"must be None or an integer >= 1, got {v!r}")
+        fp = self.first_probes
+        if not (isinstance(fp, (list, tuple))
+                and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in fp)):
+            bad("first_probes", f"must be a list of integers >= 0 (Stage I epochs), got {fp!r}")
+        for name in ("val_min_delta",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v < 1):
+                bad(name, f"must be a number in [0, 1), got {v!r}")
+        if isinstance(self.fallback_z, bool) or not (isinstance(self.fallback_z, (int, float)) and self.fallback_z >= 0):
+            bad("fallback_z", f"must be a number >= 0, got {self.fallback_z!r}")
         if self.max_switches is not None and not (isinstance(self.max_switches, int) and self.max_switches >= 0):
             bad("max_switches", f"must be None or >= 0, got {self.max_switches!r}")
         if self.max_modality_epochs is not None and not (
@@ -229,7 +294,7 @@ class RunConfig:
             bad("out", f"must be None (a fresh runs/... folder) or a folder path, got {self.out!r}")
         if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             bad("eps", f"must be in (0, 1), got {self.eps!r}")
-        for name in ("probe_cache", "amp", "track_test", "progress", "plots"):
+        for name in ("probe_cache", "amp", "track_test", "progress", "plots", "val_restore", "rollback", "fallback"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device.startswith(("cpu", "cuda", "mps")):
@@ -262,6 +327,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["schedule_epochs"] = list(d["schedule_epochs"])
+        d["first_probes"] = list(d["first_probes"])
         return d
 
     @classmethod
@@ -279,6 +345,13 @@ class RunConfig:
         if "schedule_epochs" in d and isinstance(d["schedule_epochs"], tuple):
             d["schedule_epochs"] = list(d["schedule_epochs"])
         return cls(**d)
+
+    @classmethod
+    def from_preset(cls, name: str, **changes: Any) -> "RunConfig":
+        """A config with the :data:`PRESETS` entry ``name`` applied, then ``changes``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **changes})
 
     def replace(self, **changes: Any) -> "RunConfig":
         d = self.to_dict()

@@ -27,7 +27,7 @@ from .methods.base import JointOutput
 __all__ = [
     "ResNet18", "FrameResNet18", "StackedFramesResNet18", "resnet18_audio", "resnet18_visual", "CNN4", "MLP",
     "ConcatFusion", "SumFusion", "FUSIONS", "JointModel", "JointOutput", "default_encoder", "paper_encoder",
-    "infer_out_dim",
+    "infer_out_dim", "Projected",
 ]
 
 
@@ -154,6 +154,26 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class Projected(nn.Module):
+    """``encoder`` followed by a trained ``Linear(in_dim, dim) + ReLU`` projection (paper section 5.2).
+
+    The paper appends an MLP layer to each encoder that projects the features into a common
+    ``dim``-dimensional space (64) for the PID computations; the probe, the heads and the fusion
+    layer all read the projected embedding.
+    """
+
+    def __init__(self, encoder: nn.Module, in_dim: int, dim: int = 64):
+        super().__init__()
+        if not (isinstance(dim, int) and dim >= 1):
+            raise ValueError(f"projection dim must be an integer >= 1, got {dim!r}")
+        self.encoder = encoder
+        self.proj = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(inplace=True))
+        self.out_dim = dim
+
+    def forward(self, x):
+        return self.proj(self.encoder(x))
 
 
 class ConcatFusion(nn.Module):

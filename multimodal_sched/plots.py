@@ -4,7 +4,65 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["plot_run", "read_events"]
+__all__ = ["plot_run", "plot_atoms", "read_events", "atom_series"]
+
+ATOMS = ("R", "U1", "U2", "S", "I1", "I2")
+
+
+def atom_series(probes: list) -> dict:
+    """``{atom: (epochs, estimates, lower errors, upper errors)}`` from probe events.
+
+    Errors are the distances to the probe's interval ``[lo, hi]`` (zero where a probe has none).
+    """
+    out = {}
+    for k in ATOMS:
+        if not all(isinstance(p.get(k), (int, float)) for p in probes):
+            continue
+        x, y, lo, hi = [], [], [], []
+        for p in probes:
+            iv = (p.get("interval") or {}).get(k)
+            v = float(p[k])
+            x.append(p["epoch"])
+            y.append(v)
+            lo.append(max(v - iv[0], 0.0) if iv else 0.0)
+            hi.append(max(iv[1] - v, 0.0) if iv else 0.0)
+        out[k] = (x, y, lo, hi)
+    return out
+
+
+def plot_atoms(probes: list, path: str, plt=None, extra=()) -> str:
+    """PID atoms (bits) over Stage I epochs with their intervals as error bars; every probe's
+    decision rule marked at the top (Stage II start as a vertical line)."""
+    if plt is None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (x, y, lo, hi) in atom_series(probes).items():
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=4, capsize=3, label=k)
+    top = ax.get_ylim()[1]
+    for p in probes:
+        d = p.get("decision") or {}
+        rule = d.get("rule", "")
+        if d.get("start_joint"):
+            ax.axvline(p["epoch"], color="k", ls="--", lw=1)
+            ax.annotate(f"Stage II ({rule})", (p["epoch"], top), rotation=90, va="top", ha="right", fontsize=7)
+        elif rule not in ("", "initial", "no_evidence"):
+            mods = d.get("modalities", [])
+            ax.annotate(f"{rule}: train {mods}", (p["epoch"], top), rotation=90, va="top", ha="left",
+                        fontsize=7, color="0.3")
+    for e in extra:
+        what = "rollback to " + str(e.get("to_epoch")) if e["type"] == "rollback" else f"restore m{e.get('modality')}"
+        ax.annotate(what, (e["epoch"], ax.get_ylim()[0]), rotation=90, va="bottom", fontsize=7, color="tab:red")
+    ax.set_xlabel("Stage I epoch")
+    ax.set_ylabel("bits (error bars: bootstrap intervals where probed)")
+    ax.set_title("Probes over Stage I")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def read_events(run_dir: str) -> list:
@@ -23,19 +81,8 @@ def plot_run(run_dir: str) -> list:
     written = []
     probes = [e for e in events if e["type"] == "probe"]
     if probes:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        x = [p["epoch"] for p in probes]
-        for k in ("R", "U1", "U2", "S", "I1", "I2"):
-            if all(p.get(k) is not None for p in probes):
-                ax.plot(x, [p[k] for p in probes], marker="o", label=k)
-        ax.set_xlabel("Stage I epoch")
-        ax.set_ylabel("bits")
-        ax.set_title("Probes over Stage I")
-        ax.legend()
-        fig.tight_layout()
-        path = os.path.join(run_dir, "pid_atoms.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        path = plot_atoms(probes, os.path.join(run_dir, "pid_atoms.png"), plt,
+                          extra=[e for e in events if e["type"] in ("rollback", "restore")])
         written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
     s1 = [e for e in events if e["type"] == "epoch" and e["phase"] == "stage1"]

@@ -41,7 +41,7 @@ from .data import MultimodalData, build_dataset
 from .lr_schedule import set_lr, step_lr
 from .methods import JointOutput, get_strategy
 from .methods.mla import MLAFusion
-from .models import CNN4, FUSIONS, MLP, JointModel, ResNet18, default_encoder, infer_out_dim
+from .models import CNN4, FUSIONS, MLP, JointModel, Projected, ResNet18, default_encoder, infer_out_dim
 from .rundir import RunDir, RunDirError
 
 __all__ = ["run", "RunResult", "RunInterrupted", "Runner", "make_optimizer"]
@@ -80,6 +80,7 @@ class RunResult:
     unimodal: dict = field(default_factory=dict)
     probes: list = field(default_factory=list)
     run_dir: str | None = None
+    fallback: dict | None = None
     wall_time_s: float = 0.0
     test_best_epoch: dict | None = None
     model: object = field(default=None, repr=False, compare=False)
@@ -183,10 +184,15 @@ class Runner:
                     and all(isinstance(e, nn.Module) for e in encoders)):
                 raise TypeError("encoders must be a pair (encoder1, encoder2) of torch.nn.Module")
             encs = [copy.deepcopy(e) for e in encoders]
+            self._given_encoders = [copy.deepcopy(e) for e in encoders]
         else:
+            self._given_encoders = None
             encs = [_make_encoder(config, tuple(data.sample(m).shape[1:])) for m in (1, 2)]
         dims = [infer_out_dim(e.to(self.device), data.sample(m), name=f"encoder{m}")
                 for m, e in zip((1, 2), encs)]
+        if config.projection_dim is not None:   # paper section 5.2: a 64-d projection on each encoder
+            encs = [Projected(e, d, config.projection_dim).to(self.device) for e, d in zip(encs, dims)]
+            dims = [config.projection_dim] * 2
         self.strategy_name, strategy_options = config.strategy_spec()
         if self.strategy_name == "mla":   # one head shared by both modalities, entropy-weighted fusion
             if dims[0] != dims[1]:
@@ -229,7 +235,11 @@ class Runner:
                 tau_u=config.tau_u, lambda_s=config.lambda_s, probe_every=config.probe_every,
                 max_unimodal_epochs=config.max_unimodal_epochs, max_switches=config.max_switches,
                 max_modality_epochs=config.max_modality_epochs, eps=config.eps,
-                signal="pid" if config.method == "pid" else "mi", when_balanced=config.when_balanced)
+                signal="pid" if config.method == "pid" else "mi", when_balanced=config.when_balanced,
+                start_modality=config.start_modality, decision_rule=config.decision_rule,
+                confirm_probes=config.confirm_probes, first_probes=tuple(config.first_probes),
+                stop_after_switches=config.stop_after_switches, val_patience=config.val_patience,
+                val_min_delta=config.val_min_delta)
         self.uni_nets = {m: _Uni(getattr(self.model, f"encoder{m}"), getattr(self.model, f"head{m}")) for m in (1, 2)}
         self.joint_net = _Outputs(self.model)
         if self.world > 1:
@@ -247,6 +257,8 @@ class Runner:
         self.best_test = {}       # key -> {"test": acc, "epoch": e} (config.track_test; reporting only)
         self.keep = {1: set(), 2: set()}   # Stage I epochs whose encoder + head are kept (run(keep_stage1=))
         self.probes = []
+        self.restored = []        # modalities sent back to their best-val weights (val_patience)
+        self.fallback = None      # the fallback comparison, once made
         self.session_epochs = 0
         self.interrupt_after = None
 
@@ -257,6 +269,7 @@ class Runner:
             "phase": self.phase, "stage1_epoch": self.stage1_epoch, "stage2_epoch": self.stage2_epoch,
             "modality_epochs": list(self.modality_epochs), "best": copy.deepcopy(self.best),
             "best_test": copy.deepcopy(self.best_test), "probes": self.probes,
+            "restored": list(self.restored), "fallback": self.fallback,
             "model": self.model.state_dict(),
             "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "opt_joint": self.opt_joint.state_dict() if self.opt_joint is not None else None,
@@ -273,6 +286,7 @@ class Runner:
         self.modality_epochs, self.best = st["modality_epochs"], st["best"]
         self.best_test = st.get("best_test", {})
         self.probes = st["probes"]
+        self.restored, self.fallback = list(st.get("restored", [])), st.get("fallback")
         self.model.load_state_dict(st["model"])
         for k, o in self.opts.items():
             o.load_state_dict(st["opts"][k])
@@ -510,11 +524,44 @@ class Runner:
         mods = tuple(m for m, e in ((1, e1), (2, e2)) if self.modality_epochs[m - 1] < e)
         return mods or None
 
+    def _probe_and_decide(self) -> None:
+        """Probe, let the controller decide, log the decision; act on rollback / val restores."""
+        cfg, ctl = self.cfg, self.controller
+        obs = self.do_probe()
+        dec = ctl.observe(obs, self.stage1_epoch)
+        rec = {"epoch": self.stage1_epoch, "modality_epochs": list(self.modality_epochs), **obs,
+               "decision": dec.to_dict(), "reason": dec.reason}
+        self.probes.append(rec)
+        self.dir.event({"type": "probe", **rec})
+        log.info("probe at Stage I epoch %d: %s -> [%s] %s", self.stage1_epoch,
+                 {k: round(v, 4) for k, v in obs.items() if isinstance(v, float)}, dec.rule, dec.reason)
+        if cfg.rollback and ctl.peak_epoch == self.stage1_epoch and not dec.start_joint:
+            self._save_best("peak", 0.0, self.stage1_epoch,
+                            {f"{n}{m}": mod for m in (1, 2) for n, mod in self._uni_modules(m).items()}, force=True)
+        if cfg.val_restore:
+            for m in (1, 2):
+                if ctl.stalled[m - 1] and m not in self.restored and f"m{m}" in self.best:
+                    self._restore_best_uni(m)
+                    self.restored.append(m)
+                    self.dir.event({"type": "restore", "epoch": self.stage1_epoch, "modality": m,
+                                    "rule": "val_patience", "best_val": self.best[f"m{m}"]["val"],
+                                    "best_epoch": self.best[f"m{m}"]["epoch"]})
+        if dec.start_joint and cfg.rollback and dec.rule == "synergy_peak" and "peak" in self.best:
+            peak = self.dir.load_best()["peak"]
+            for m in (1, 2):
+                for n, mod in self._uni_modules(m).items():
+                    mod.load_state_dict(peak[f"{n}{m}"])
+            self.dir.event({"type": "rollback", "epoch": self.stage1_epoch, "to_epoch": self.best["peak"]["epoch"],
+                            "rule": "synergy_peak"})
+
     def run_stage1(self, bar) -> None:
         cfg = self.cfg
         if self.stage1_epoch == 0:
             for m in (1, 2):
                 self._keep_stage1(m)
+        if self.controller is not None and self.stage1_epoch == 0 and not self.probes and self.controller.due(0):
+            self._probe_and_decide()   # the untrained encoders
+            self.save()
         while True:
             if self.schedule is not None:   # a modality that finished: back to its best-val weights
                 for m in self.schedule.pop_restores():
@@ -537,6 +584,10 @@ class Runner:
                     ev[f"m{m}"]["guide_weight"] = tr["guide_weight"]
                 if cfg.method == "unimodal":
                     self._save_best(f"m{m}", va["acc"], self.stage1_epoch, self._uni_modules(m))
+                if self.controller is not None:
+                    self.controller.record_val(m, va["acc"])
+                    if cfg.val_restore and cfg.val_patience is not None:
+                        self._save_best(f"m{m}", va["acc"], self.stage1_epoch, self._uni_modules(m))
                 if self.schedule is not None and self.schedule.observe(m, va["acc"]):
                     self._save_best(f"m{m}", va["acc"], self.stage1_epoch, self._uni_modules(m), force=True)
             ev["modality_epochs"] = list(self.modality_epochs)
@@ -546,14 +597,7 @@ class Runner:
             bar.update(1)
             bar.set_postfix({f"val{m}": f"{ev[f'm{m}']['val_acc']:.3f}" for m in mods})
             if self.controller is not None and self.controller.due(self.stage1_epoch):
-                obs = self.do_probe()
-                dec = self.controller.observe(obs, self.stage1_epoch)
-                rec = {"epoch": self.stage1_epoch, "modality_epochs": list(self.modality_epochs), **obs,
-                       "decision": dec.to_dict(), "reason": dec.reason}
-                self.probes.append(rec)
-                self.dir.event({"type": "probe", **rec})
-                log.info("probe at Stage I epoch %d: %s -> %s", self.stage1_epoch,
-                         {k: round(v, 4) for k, v in obs.items() if isinstance(v, float)}, dec.reason)
+                self._probe_and_decide()
             self._tick()
         self.phase = "done" if cfg.method == "unimodal" else "stage2"
         if self.phase == "stage2":
@@ -587,6 +631,45 @@ class Runner:
         self.phase = "done"
         self.save()
 
+    # ------------------------------------------------------------ fallback
+    @torch.no_grad()
+    def _val_correct(self, model: JointModel) -> np.ndarray:
+        """Per-sample correctness (bool, val order) of ``model``'s fused prediction on the whole val split."""
+        was = model.training
+        model.eval()
+        out = []
+        for x1, x2, y in DataLoader(self.data.splits["val"], batch_size=256, shuffle=False):
+            out.append((model(x1.to(self.device), x2.to(self.device))[0].argmax(1).cpu() == y).numpy())
+        model.train(was)
+        return np.concatenate(out)
+
+    def _fallback(self, scheduled: JointModel) -> tuple:
+        """Plain joint training (method ``joint``, same Stage II strategy) in ``RUN_DIR/fallback``; keep it
+        instead of the scheduled model when it is right on clearly more val samples (paired test)."""
+        cfg = self.cfg
+        sub = os.path.join(self.dir.path, "fallback")
+        sub_cfg = cfg.replace(method="joint", out=sub, fallback=False, plots=False, progress=False)
+        if os.path.exists(os.path.join(sub, "result.json")):   # a resumed run: reuse the finished one
+            joint_epoch = RunDir(sub).load_checkpoint()["best"]["joint"]["epoch"]
+        else:
+            joint_epoch = run(sub_cfg, data=self.data, encoders=self._given_encoders,
+                              overwrite=True).selected["epoch"]
+        fb_model = copy.deepcopy(scheduled)
+        fb_model.load_state_dict(torch.load(os.path.join(sub, "checkpoints", "best.pt"),
+                                            weights_only=False, map_location="cpu")["joint"]["model"])
+        fb_model.to(self.device)
+        a, b_ = self._val_correct(scheduled), self._val_correct(fb_model)
+        b = int((a & ~b_).sum())    # only the scheduled model right
+        c = int((~a & b_).sum())    # only plain joint training right
+        fell = c - b > cfg.fallback_z * np.sqrt(b + c) and c > b
+        self.fallback = {"rule": "fallback", "scheduled_val": float(a.mean()), "joint_val": float(b_.mean()),
+                         "only_scheduled_right": b, "only_joint_right": c, "fallback_z": cfg.fallback_z,
+                         "threshold": float(cfg.fallback_z * np.sqrt(b + c)), "fell_back": bool(fell),
+                         "joint_epoch": int(joint_epoch), "run_dir": "fallback"}
+        self.dir.event({"type": "fallback", **self.fallback})
+        log.info("fallback check: %s", self.fallback)
+        return fb_model, self.fallback
+
     # -------------------------------------------------------------- finish
     def finish(self, t0: float) -> RunResult:
         cfg = self.cfg
@@ -611,15 +694,21 @@ class Runner:
         else:
             model = copy.deepcopy(self.model)
             model.load_state_dict(best["joint"]["model"])
+            val = self.best["joint"]["val"]
+            sel = {"phase": "stage2", "epoch": self.best["joint"]["epoch"]}
+            if cfg.fallback and cfg.method in ("pid", "mi"):
+                fb_model, fb = self._fallback(model)
+                if fb["fell_back"]:
+                    model, val = fb_model, fb["joint_val"]
+                    sel = {"phase": "fallback", "epoch": fb["joint_epoch"], "run_dir": "fallback"}
             te = self._eval("test", None, model)
-            sel = {"phase": "stage2", "epoch": self.best["joint"]["epoch"],
-                   "test_acc_head1": te["acc1"], "test_acc_head2": te["acc2"]}
-            test, val = te["acc"], self.best["joint"]["val"]
+            sel.update({"test_acc_head1": te["acc1"], "test_acc_head2": te["acc2"]})
+            test = te["acc"]
             b = self.best_test.get("joint")
-            best_test = None if b is None else {"accuracy": b["test"], "epoch": b["epoch"]}
+            best_test = None if b is None or sel["phase"] == "fallback" else {"accuracy": b["test"], "epoch": b["epoch"]}
         res = RunResult(method=cfg.method, dataset=self.data.name, seed=cfg.seed, test_accuracy=test,
                         val_accuracy=val, selected=sel, stage1_epochs=list(self.modality_epochs),
-                        unimodal=unimodal, probes=self.probes, run_dir=self.dir.path,
+                        unimodal=unimodal, probes=self.probes, run_dir=self.dir.path, fallback=self.fallback,
                         wall_time_s=time.time() - t0, test_best_epoch=best_test,
                         model=model if self.rank == 0 else None)
         self.dir.event({"type": "result", **{k: v for k, v in res.to_dict().items() if k != "probes"}})

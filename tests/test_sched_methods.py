@@ -122,16 +122,20 @@ def test_stage1_then_strategy(tmp_path, method, stage2):
     assert sum(res.stage1_epochs) > 0 and len(events(res.run_dir, "stage2")) == 2
     assert res.test_accuracy > 0.3
     assert res.test_accuracy == pytest.approx(fused_accuracy(res.model, TEST), abs=1e-12)
-    base = run(cfg(tmp_path, "aux", method=method, schedule_epochs=[1, 2], tau_u=1.01))
+    # (not the default uniform: gblending's first super-epoch weighs the three losses equally too)
+    base = run(cfg(tmp_path, "aux", method=method, schedule_epochs=[1, 2], tau_u=1.01, stage2="aux0.6"))
     if stage2 != "mla":                                  # (mla shares one head from Stage I on)
         assert base.stage1_epochs == res.stage1_epochs   # same Stage I, other Stage II
     assert not same_weights(base.model, res.model)
 
 
-def test_stage2_alias_aux06_is_the_default(tmp_path):
-    a = run(cfg(tmp_path, "a", method="schedule", schedule_epochs=[1, 1], stage2="aux0.6"))
+def test_stage2_default_is_uniform_and_alias_aux06_is_aux_weight_06(tmp_path):
+    a = run(cfg(tmp_path, "a", method="schedule", schedule_epochs=[1, 1], stage2="uniform"))
     b = run(cfg(tmp_path, "b", method="schedule", schedule_epochs=[1, 1]))
     assert same_weights(a.model, b.model)
+    c = run(cfg(tmp_path, "c", method="schedule", schedule_epochs=[1, 1], stage2="aux0.6"))
+    d = run(cfg(tmp_path, "d", method="schedule", schedule_epochs=[1, 1], stage2="aux", stage2_options={"weight": 0.6}))
+    assert same_weights(c.model, d.model) and not same_weights(b.model, c.model)
 
 
 def test_gblending_gets_every_classifiers_losses_and_weights_follow_them(tmp_path):

@@ -13,7 +13,8 @@ from multimodal_sched import RunConfig, run
 # no JIT compile, always feasible) keeps probes instant.
 TINY = dict(dataset="cg-digits", dataset_options={"n_train": 200}, width=4, batch_size=64,
             max_unimodal_epochs=4, probe_every=2, stage2_epochs=2, joint_epochs=2, unimodal_epochs=2,
-            schedule_epochs=[1, 2], k=5, pca_dims=3, pid_method="analytic", progress=False)
+            schedule_epochs=[1, 2], k=5, pca_dims=3, pid_method="analytic", progress=False,
+            fallback=False)   # the fallback run has tests of its own (test_sched_targets.py)
 
 
 def tiny(tmp_path, name="run", **kw):
@@ -90,9 +91,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = run(cfg)
     part = cfg.replace(out=str(tmp_path / "part"))
     with pytest.raises(ms.RunInterrupted):
-        run(part, interrupt_after=3)            # stops inside Stage I
+        run(part, interrupt_after=1)            # stops inside Stage I (after the epoch-0 probe and epoch 1)
+    n1 = len([e for e in read_events(cfg.out) if e["type"] == "epoch" and e["phase"] == "stage1"])
+    assert n1 >= 2
     with pytest.raises(ms.RunInterrupted):
-        run(None, resume=part.out, interrupt_after=2)   # and again inside Stage II
+        run(None, resume=part.out, interrupt_after=n1)   # and again inside Stage II (its first epoch)
     resumed = run(None, resume=part.out)
     assert resumed.test_accuracy == full.test_accuracy
     assert resumed.val_accuracy == full.val_accuracy

@@ -150,7 +150,8 @@ def test_old_run_files_without_config_are_not_overwritten(tmp_path):
     assert (d / "events.jsonl").read_text() == '{"type": "epoch"}\n'
     assert (d / "checkpoints" / "last.pt").read_bytes() == b"old"
     res = run(RunConfig(**TINY, out=str(d)), overwrite=True)
-    assert res.run_dir == str(d) and _events(d)[0]["type"] == "epoch" and "epoch" in _events(d)[0]
+    # the first event is the new run's probe of the untrained encoders, not the old line
+    assert res.run_dir == str(d) and _events(d)[0]["type"] == "probe" and _events(d)[0]["epoch"] == 0
 
 
 def test_a_finished_run_is_not_overwritten_without_the_flag(tmp_path, caplog):
@@ -184,7 +185,10 @@ BAD = {
     "stage2_epochs": -1, "joint_epochs": -1, "unimodal_epochs": -1, "schedule_epochs": [1], "tau_u": 0.5,
     "lambda_s": 0, "probe_every": 0, "max_switches": -1, "max_modality_epochs": 0, "eps": 0,
     "when_balanced": "never", "k": 1, "probe_boot": -1, "probe_bias_correction": "shuffle", "probe_confidence": 1.5, "pca_dims": 0, "binning": "x", "pid_method": "bogus", "probe_cache": "yes",
-    "amp": 1, "track_test": "yes", "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
+    "amp": 1, "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
+    "start_modality": 3, "decision_rule": "vibes", "confirm_probes": 0, "first_probes": [-1],
+    "stop_after_switches": 0, "val_patience": 0, "val_min_delta": -0.1, "val_restore": "yes", "rollback": 1,
+    "fallback": "no", "fallback_z": -1, "projection_dim": 0, "track_test": "yes",
 }
 
 

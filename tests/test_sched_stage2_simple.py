@@ -67,9 +67,9 @@ def test_config_names_the_strategy_before_training(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_default_is_aux_with_weight_0_6_and_concat_differs(tmp_path):
+def test_default_is_uniform_and_concat_differs(tmp_path):
     base = run(RunConfig(**TINY, out=str(tmp_path / "default")))
-    same = run(RunConfig(**TINY, stage2="aux", stage2_options={"weight": 0.6}, out=str(tmp_path / "aux")))
+    same = run(RunConfig(**TINY, stage2="uniform", out=str(tmp_path / "uniform")))
     other = run(RunConfig(**TINY, stage2="concat", out=str(tmp_path / "concat")))
     sd = lambda r: r.model.state_dict()  # noqa: E731
     assert all(torch.equal(sd(base)[k], sd(same)[k]) for k in sd(base))
