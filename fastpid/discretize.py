@@ -10,7 +10,8 @@ applies the *same* bins to new data; ``n_codes_`` is the number of codes.
 * :class:`KMeansDiscretizer` -- k-means cells of 2-D features (scikit-learn).
 
 ``normalize="l2"`` (continuous discretizers) first scales every sample to unit
-Euclidean length (the usual preprocessing of neural-network embeddings, whose
+Euclidean length (an all-zero sample, e.g. a dead ReLU embedding, stays at the origin, as in
+scikit-learn's ``normalize``) (the usual preprocessing of neural-network embeddings, whose
 norm often tracks training time rather than content); ``pca_dims`` then projects
 the features onto their leading principal components (scikit-learn PCA, fitted
 with the same seed).
@@ -173,13 +174,7 @@ class _Continuous:
         if self.normalize is None:
             return x
         norms = np.linalg.norm(x, axis=1, keepdims=True)
-        if (norms == 0).any():
-            row = int(np.argwhere(norms[:, 0] == 0)[0][0])
-            raise ValueError(
-                f"normalize='l2' cannot scale an all-zero sample (row {row}); "
-                "drop such samples or use normalize=None"
-            )
-        return x / norms
+        return x / np.where(norms > 0, norms, 1.0)   # an all-zero sample stays at the origin
 
     def __repr__(self):
         return (

@@ -441,10 +441,17 @@ class Controller:
     def observe(self, observation: Any, epochs: int) -> Decision:
         """Feed one probe taken after ``epochs`` completed Stage I epochs.
 
-        ``observation``: a PIDResult, or a mapping/object with ``U1, U2, S``
+        ``observation``: a :class:`fastpid.estimate.PIDEstimate` (what
+        :func:`multimodal_sched.probe` returns; its estimates and intervals are
+        read), a PIDResult, or a mapping/object with ``U1, U2, S``
         (``signal="pid"``) or ``I1, I2`` (``signal="mi"``), optionally ``interval``
         ``{name: [lo, hi]}``.  Returns the new :class:`Decision`; it also becomes ``self.decision``.
         """
+        if not isinstance(observation, Mapping) and hasattr(observation, "estimate") \
+                and hasattr(observation, "intervals"):          # a PIDEstimate
+            ivs = observation.intervals
+            observation = {**observation.estimate,
+                           "interval": None if ivs is None else {q: list(v) for q, v in ivs.items()}}
         if self.finished:
             raise RuntimeError("the controller already decided to start Stage II; call reset() to reuse it")
         if not isinstance(epochs, int) or isinstance(epochs, bool):

@@ -13,7 +13,7 @@ from multimodal_sched.distributed import ShardedBatchSampler
 # synthetic uses MLP encoders (no BatchNorm): DDP then computes the same
 # gradients as one process, up to summation order.
 CFG = dict(dataset="synthetic", dataset_options={"n_train": 256}, width=8, batch_size=64, max_unimodal_epochs=4,
-           probe_every=2, stage2_epochs=2, k=5, pca_dims=3, pid_method="fastpid", progress=False, plots=False,
+           probe_every=2, stage2_epochs=2, k=5, pca_dims=3, pid_method="exact", probe_boot=20, progress=False, plots=False,
            tau_u=1.2, lr_stage1=0.05)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*has no sample of:UserWarning")
 
 # one Stage I epoch with a probe after it, then one Stage II epoch; width 4 keeps ResNet-18 tiny
 TINY = dict(width=4, batch_size=8, max_unimodal_epochs=1, probe_every=1, stage2_epochs=1, k=2, pca_dims=2,
-            pid_method="fastpid", progress=False, plots=False)
+            pid_method="exact", probe_boot=20, progress=False, plots=False)
 
 CASES = {
     "cremad": (make_cremad, {"image_size": 12, "clip_seconds": 0.2}, (ResNet18, StackedFramesResNet18)),
@@ -43,7 +43,8 @@ def test_two_stage_run_on_fake_layout(tmp_path, name):
     # returned model's accuracy on the test split, computed here
     test = DATASETS[name].build(root, seed=0, **opts).splits["test"]
     assert res.dataset == name and res.test_accuracy == pytest.approx(_accuracy(res.model, test), abs=1e-12)
-    assert len(res.probes) == 1 and {"R", "U1", "U2", "S"} <= set(res.probes[0])
+    assert [p["epoch"] for p in res.probes] == [0, 1]              # the untrained encoders, then epoch 1
+    assert {"R", "U1", "U2", "S", "interval", "plugin"} <= set(res.probes[1])
     assert res.stage1_epochs == [1, 1]
     assert isinstance(res.model.encoder1, types[0]) and isinstance(res.model.encoder2, types[1])
     events = [json.loads(x) for x in open(os.path.join(res.run_dir, "events.jsonl"))]
@@ -59,7 +60,7 @@ def test_step_lr_and_probe_cache(tmp_path):
     b = run(RunConfig(**base, probe_cache=True, out=str(tmp_path / "b")))
     assert [p["decision"] for p in a.probes] == [p["decision"] for p in b.probes]
     assert a.test_accuracy == b.test_accuracy
-    assert sorted(os.listdir(tmp_path / "b" / "probe_cache")) == ["epoch_0001.npz", "epoch_0002.npz"]
+    assert sorted(os.listdir(tmp_path / "b" / "probe_cache")) == ["epoch_0000.npz", "epoch_0001.npz", "epoch_0002.npz"]
     ckpt = __import__("torch").load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["opts"]["m1"]["param_groups"][0]["lr"] == pytest.approx(base.get("lr_stage1", 0.05) * 0.1)
 
