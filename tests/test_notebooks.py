@@ -32,7 +32,7 @@ REQUIRES = {
     "03_scheduling_cg_digits.ipynb": ["multimodal_sched", "torch", "sklearn", "tqdm", "matplotlib"],
     "04_gradients.ipynb": ["fastpid", "torch", "matplotlib"],
 }
-RUNNER = ["nbformat", "nbclient", "ipykernel"]
+RUNNER = ["nbformat", "nbclient", "ipykernel", "jupyter_client"]
 
 
 def _require(modules):
