@@ -28,6 +28,9 @@ BINNINGS = ("kmeans", "quantile")
 
 _DEFAULT_STAGE2 = "uniform"
 
+#: field metadata of the options only the controllers (methods ``pid`` and ``mi``) read
+_CTL = {"controller": True}
+
 #: named settings (``RunConfig.from_preset`` / ``--preset``); fields not named keep the defaults.
 #: ``paper``: the paper's stated defaults (tau_u 5, lambda_s 0.95, f_p 5), Algorithm 1's literal
 #: rules, the 64-d projection of section 5.2, Stage II = fused + unimodal losses summed equally.
@@ -116,35 +119,35 @@ class RunConfig:
     unimodal_epochs: int = 30
     schedule_epochs: list = field(default_factory=lambda: [10, 10])
     # controller (Algorithm 1)
-    tau_u: float = 1.5
-    lambda_s: float = 0.8
-    probe_every: int = 5
-    max_switches: int | None = None
-    max_modality_epochs: int | None = None
-    eps: float = 1e-6
-    when_balanced: str = "both"
-    start_modality: int | str | None = None   # 1, 2, "both"; None: both ("both") or 1 ("keep")
-    decision_rule: str = "evidence"   # "evidence" (intervals) or "paper" (Algorithm 1 as written)
-    confirm_probes: int = 2           # evidence rule: consecutive drops below lambda_s * peak that end Stage I
-    first_probes: list = field(default_factory=lambda: [0, 1])   # extra probes after these Stage I epochs
-    stop_after_switches: int | None = None   # Stage II after that many switches (the public code: 2)
-    val_patience: int | None = 3      # pause a modality whose val accuracy stalls this many of its epochs
-    val_min_delta: float = 0.0
-    val_restore: bool = True          # a stalled modality goes back to its best-val encoder and head
-    rollback: bool = False            # Stage II from the encoders saved at the synergy peak
-    fallback: bool = True             # also train plain joint training; keep it when clearly better on val
-    fallback_z: float = 2.0           # paired (McNemar) z that val must show before falling back
+    tau_u: float = field(default=1.5, metadata=_CTL)
+    lambda_s: float = field(default=0.8, metadata=_CTL)
+    probe_every: int = field(default=5, metadata=_CTL)
+    max_switches: int | None = field(default=None, metadata=_CTL)
+    max_modality_epochs: int | None = field(default=None, metadata=_CTL)
+    eps: float = field(default=1e-6, metadata=_CTL)
+    when_balanced: str = field(default="both", metadata=_CTL)
+    start_modality: int | str | None = field(default=None, metadata=_CTL)   # 1, 2, "both"; None: both ("both") or 1 ("keep")
+    decision_rule: str = field(default="evidence", metadata=_CTL)   # "evidence" (intervals) or "paper" (Algorithm 1 as written)
+    confirm_probes: int = field(default=2, metadata=_CTL)           # evidence rule: consecutive drops below lambda_s * peak that end Stage I
+    first_probes: list = field(default_factory=lambda: [0, 1], metadata=_CTL)   # extra probes after these Stage I epochs
+    stop_after_switches: int | None = field(default=None, metadata=_CTL)   # Stage II after that many switches (the public code: 2)
+    val_patience: int | None = field(default=3, metadata=_CTL)      # pause a modality whose val accuracy stalls this many of its epochs
+    val_min_delta: float = field(default=0.0, metadata=_CTL)
+    val_restore: bool = field(default=True, metadata=_CTL)          # a stalled modality goes back to its best-val encoder and head
+    rollback: bool = field(default=False, metadata=_CTL)            # Stage II from the encoders saved at the synergy peak
+    fallback: bool = field(default=True, metadata=_CTL)             # also train plain joint training; keep it when clearly better on val
+    fallback_z: float = field(default=2.0, metadata=_CTL)           # paired (McNemar) z that val must show before falling back
     # models: a trained projection layer on each encoder (paper section 5.2: 64)
     projection_dim: int | None = None
     # probing (multimodal_sched.probing: fastpid.estimate with bootstrap intervals)
-    k: int | None = None        # clusters per modality; None: k*k*ny <= n/5 (probing.choose_k)
-    pca_dims: int = 5
-    binning: str = "kmeans"
-    pid_method: str = "exact"
-    probe_boot: int = 200       # bootstrap replicates per probe (0: no intervals)
-    probe_bias_correction: str | None = "bootstrap"
-    probe_confidence: float = 0.95
-    probe_cache: bool = False   # reuse probe embeddings of an encoder that has not trained since
+    k: int | None = field(default=None, metadata=_CTL)        # clusters per modality; None: k*k*ny <= n/5 (probing.choose_k)
+    pca_dims: int = field(default=5, metadata=_CTL)
+    binning: str = field(default="kmeans", metadata=_CTL)
+    pid_method: str = field(default="exact", metadata=_CTL)
+    probe_boot: int = field(default=200, metadata=_CTL)       # bootstrap replicates per probe (0: no intervals)
+    probe_bias_correction: str | None = field(default="bootstrap", metadata=_CTL)
+    probe_confidence: float = field(default=0.95, metadata=_CTL)
+    probe_cache: bool = field(default=False, metadata=_CTL)   # reuse probe embeddings of an encoder that has not trained since
     amp: bool = False           # bfloat16 autocast in training forward passes
     track_test: bool = False    # test accuracy after every Stage II epoch: RunResult.test_best_epoch (reporting only)
     # misc
@@ -357,6 +360,10 @@ class RunConfig:
         d = self.to_dict()
         d.update(changes)
         return RunConfig.from_dict(d)
+
+
+#: the fields only the controllers (methods ``pid`` and ``mi``) read (marked ``_CTL`` above)
+CONTROLLER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.metadata.get("controller"))
 
 
 def load_config(path: str) -> RunConfig:

@@ -84,6 +84,24 @@ def test_compare_writes_rows_with_both_protocols_and_reuses_runs(tmp_path):
         ms.compare(["cg-digits"], methods=["nope"], out=out)
 
 
+def test_a_different_run_in_the_out_folder_is_moved_aside_not_deleted(tmp_path):
+    from multimodal_sched.config import CONTROLLER_FIELDS
+    from multimodal_sched.experiments._common import run_or_reuse
+
+    base = base_config("cg-digits", 0, overrides=TINY).replace(method="concat")
+    out = str(tmp_path / "concat")
+    first = run_or_reuse(base, out)
+    # a controller-only field does not make a concat run different: reused, nothing moved
+    assert "fallback_z" in CONTROLLER_FIELDS and "first_probes" in CONTROLLER_FIELDS and "seed" not in CONTROLLER_FIELDS
+    assert run_or_reuse(base.replace(fallback_z=5.0, first_probes=[]), out) == first
+    assert not os.path.exists(out + ".replaced-1")
+    with pytest.warns(UserWarning, match="moved to"):
+        run_or_reuse(base.replace(joint_epochs=1), out)
+    kept = json.load(open(os.path.join(out + ".replaced-1", "result.json")))
+    assert kept == first                                   # the old run is still there, whole
+    assert json.load(open(os.path.join(out, "config.json")))["joint_epochs"] == 1
+
+
 def test_grid_atoms_intervals_and_spearman(tmp_path):
     out = str(tmp_path / "grid")
     res = ms.grid("cg-digits", 0, out, epochs1="0,2", epochs2=[0, 1], n_boot=20, overrides=TINY)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import warnings
 
 import torch
 
-from ..config import RunConfig
+from ..config import CONTROLLER_FIELDS, RunConfig
 
 __all__ = ["base_config", "run_or_reuse", "trajectory", "start_state", "selected_on", "parse_epochs"]
 
@@ -45,12 +45,6 @@ def _read(path: str):
         return json.load(f)
 
 
-#: fields only the controllers (pid, mi) read: ignored when another method's run is reused
-CONTROLLER_FIELDS = ("tau_u", "lambda_s", "probe_every", "max_switches", "max_modality_epochs", "eps",
-                     "when_balanced", "k", "pca_dims", "binning", "pid_method", "probe_boot",
-                     "probe_bias_correction", "probe_confidence", "probe_cache")
-
-
 def _same_run(saved: dict, cfg: RunConfig) -> bool:
     """Whether a saved config.json describes the run ``cfg`` (fields it lacks take their defaults;
     the controller's fields do not matter to other methods)."""
@@ -66,16 +60,27 @@ def _same_run(saved: dict, cfg: RunConfig) -> bool:
     return have == want
 
 
+def move_aside(out: str) -> str:
+    """Rename ``out`` to the first free ``out.replaced-N`` (nothing is deleted) and warn; returns the new path."""
+    n = 1
+    while os.path.exists(f"{out}.replaced-{n}"):
+        n += 1
+    dest = f"{out}.replaced-{n}"
+    os.rename(out, dest)
+    warnings.warn(f"{out} held an unfinished or different run: moved to {dest}", stacklevel=3)
+    return dest
+
+
 def run_or_reuse(cfg: RunConfig, out: str, **run_kw) -> dict:
     """``run(cfg, out=out).to_dict()``, or the finished run's result.json when ``out`` holds one
-    of the same run (an unfinished or different run there is replaced)."""
+    of the same run.  An unfinished or different run there is moved aside (:func:`move_aside`), never deleted."""
     from ..runner import run
 
     res, conf = os.path.join(out, "result.json"), os.path.join(out, "config.json")
     if os.path.isfile(res) and os.path.isfile(conf) and _same_run(_read(conf), cfg.replace(out=out)):
         return _read(res)
     if os.path.exists(out):
-        shutil.rmtree(out)
+        move_aside(out)
     return run(cfg.replace(out=out), **run_kw).to_dict()
 
 
@@ -106,7 +111,7 @@ def trajectory(base: RunConfig, epochs1, epochs2, out: str) -> dict:
                        track_test=False)
     done = all(os.path.isfile(_kept(out, m, e)) for m, es in ((1, epochs1), (2, epochs2)) for e in es)
     if not done and os.path.exists(out):
-        shutil.rmtree(out)
+        move_aside(out)
     return run_or_reuse(cfg, out, keep_stage1={1: list(epochs1), 2: list(epochs2)})
 
 
