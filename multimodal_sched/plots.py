@@ -38,7 +38,7 @@ def plot_atoms(probes: list, path: str, plt=None, extra=()) -> str:
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for k, (x, y, lo, hi) in atom_series(probes).items():
         ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=4, capsize=3, label=k)
     top = ax.get_ylim()[1]
@@ -58,7 +58,7 @@ def plot_atoms(probes: list, path: str, plt=None, extra=()) -> str:
     ax.set_xlabel("Stage I epoch")
     ax.set_ylabel("bits (error bars: bootstrap intervals where probed)")
     ax.set_title("Probes over Stage I")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
