@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from multimodal_sched.experiments._common import base_config, run_or_reuse
-    from multimodal_sched.plots import plot_atoms, read_events
+    from multimodal_sched.plots import marked_events, plot_atoms, read_events
 
     cfg = base_config(a.dataset, a.seed, overrides=json.loads(a.overrides)).replace(method=a.method)
     res = run_or_reuse(cfg, a.run_dir)
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
             print("  " + json.dumps({k: v for k, v in e.items() if k != "time"}))
     print(f"Stage I epochs {res.get('stage1_epochs')}, test (val-selected) {100 * res['test_accuracy']:.1f}%")
     os.makedirs(os.path.dirname(os.path.abspath(a.png)), exist_ok=True)
-    plot_atoms(probes, a.png, extra=[e for e in events if e["type"] in ("rollback", "restore")])
+    plot_atoms(probes, a.png, extra=marked_events(events))
     print(f"wrote {a.png}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["plot_run", "plot_atoms", "read_events", "atom_series"]
+__all__ = ["plot_run", "plot_atoms", "read_events", "atom_series", "marked_events"]
 
 ATOMS = ("R", "U1", "U2", "S", "I1", "I2")
 
@@ -65,6 +65,11 @@ def plot_atoms(probes: list, path: str, plt=None, extra=()) -> str:
     return path
 
 
+def marked_events(events: list) -> list:
+    """The events :func:`plot_atoms` marks besides the probes' decisions (rollbacks, restores)."""
+    return [e for e in events if e["type"] in ("rollback", "restore")]
+
+
 def read_events(run_dir: str) -> list:
     with open(os.path.join(run_dir, "events.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -82,7 +87,7 @@ def plot_run(run_dir: str) -> list:
     probes = [e for e in events if e["type"] == "probe"]
     if probes:
         path = plot_atoms(probes, os.path.join(run_dir, "pid_atoms.png"), plt,
-                          extra=[e for e in events if e["type"] in ("rollback", "restore")])
+                          extra=marked_events(events))
         written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
     s1 = [e for e in events if e["type"] == "epoch" and e["phase"] == "stage1"]

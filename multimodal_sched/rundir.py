@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 
 import numpy as np
 import torch
@@ -71,6 +72,18 @@ def atomic_save(obj, path: str) -> None:
     tmp = _tmp(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def move_aside(path: str) -> str:
+    """Rename the run folder ``path`` to the first free ``path.replaced-N`` (nothing is deleted) and
+    warn; returns the new path.  For callers that replace a whole run they own (compare, grid)."""
+    n = 1
+    while os.path.exists(f"{path}.replaced-{n}"):
+        n += 1
+    dest = f"{path}.replaced-{n}"
+    os.rename(path, dest)
+    warnings.warn(f"{path} held an unfinished or different run: moved to {dest}", stacklevel=3)
+    return dest
 
 
 def _identity(config: dict) -> dict:

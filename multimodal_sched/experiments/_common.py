@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 
 import torch
 
 from ..config import CONTROLLER_FIELDS, RunConfig
+from ..rundir import move_aside
 
 __all__ = ["base_config", "run_or_reuse", "trajectory", "start_state", "selected_on", "parse_epochs"]
 
@@ -60,20 +60,9 @@ def _same_run(saved: dict, cfg: RunConfig) -> bool:
     return have == want
 
 
-def move_aside(out: str) -> str:
-    """Rename ``out`` to the first free ``out.replaced-N`` (nothing is deleted) and warn; returns the new path."""
-    n = 1
-    while os.path.exists(f"{out}.replaced-{n}"):
-        n += 1
-    dest = f"{out}.replaced-{n}"
-    os.rename(out, dest)
-    warnings.warn(f"{out} held an unfinished or different run: moved to {dest}", stacklevel=3)
-    return dest
-
-
 def run_or_reuse(cfg: RunConfig, out: str, **run_kw) -> dict:
     """``run(cfg, out=out).to_dict()``, or the finished run's result.json when ``out`` holds one
-    of the same run.  An unfinished or different run there is moved aside (:func:`move_aside`), never deleted."""
+    of the same run.  An unfinished or different run there is moved aside (:func:`multimodal_sched.rundir.move_aside`), never deleted."""
     from ..runner import run
 
     res, conf = os.path.join(out, "result.json"), os.path.join(out, "config.json")
