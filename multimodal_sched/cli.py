@@ -2,7 +2,7 @@
 
     multimodal-sched run --config FILE | --dataset cg-digits [--preset paper|crema-sweep] [--seed N] [--out RUN_DIR]
                          [--method pid|mi|joint|unimodal|schedule|sequential|udi|concat|uniform|aux0.6|
-                                   ogm-ge|pmr|mmpareto|gblending|mla]
+                                   ogm-ge|pmr|mmpareto|gblending|mla|agm]
                          [--stage2 STRATEGY] [--stage2-options JSON] [--method-options JSON]
                          [--resume RUN_DIR] [--overwrite]
     multimodal-sched compare --datasets cg-digits [--methods ...] --seeds 0 1 2 --out DIR [--val shifted]
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default runs/<dataset>-<method>-s<seed>-<time>)")
     r.add_argument("--method", choices=METHODS)
     r.add_argument("--stage2", help="Stage II strategy after a Stage I (pid, mi, schedule, sequential, udi): "
-                                    "aux, aux0.6, concat, uniform, ogm-ge, pmr, mmpareto, gblending, mla")
+                                    "aux, aux0.6, concat, uniform, ogm-ge, pmr, mmpareto, gblending, mla, agm")
     r.add_argument("--stage2-options", dest="stage2_options", type=_json_dict, metavar="JSON",
                    help='the strategy\'s hyperparameters, e.g. \'{"alpha": 0.1}\'')
     r.add_argument("--method-options", dest="method_options", type=_json_dict, metavar="JSON",

@@ -13,7 +13,7 @@ __all__ = ["RunConfig", "PRESETS", "load_config", "save_config", "METHODS", "STR
 STRATEGY_METHODS = {
     "concat": ("concat", {}), "uniform": ("uniform", {}), "aux0.6": ("aux", {"weight": 0.6}),
     "ogm-ge": ("ogm-ge", {}), "pmr": ("pmr", {}), "mmpareto": ("mmpareto", {}),
-    "gblending": ("gblending", {}), "mla": ("mla", {}),
+    "gblending": ("gblending", {}), "mla": ("mla", {}), "agm": ("agm", {}),
 }
 #: Stage I schedules of :mod:`multimodal_sched.schedules` (then Stage II by ``stage2``)
 SCHEDULE_METHODS = ("sequential", "udi")
@@ -62,14 +62,14 @@ class RunConfig:
     epochs ``schedule_epochs = [e1, e2]`` then Stage II), ``sequential`` / ``udi`` (the
     Stage I schedules of :mod:`multimodal_sched.schedules`, set by ``method_options``, then
     Stage II), or one of :data:`STRATEGY_METHODS` (``concat``, ``uniform``, ``aux0.6``,
-    ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``): that strategy trained jointly
+    ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``, ``agm``): that strategy trained jointly
     from scratch like ``joint`` (``joint_epochs`` at ``lr_stage1``), ``stage2_options`` its
     hyperparameters.
 
     Stage II: ``stage2`` names a strategy of :mod:`multimodal_sched.methods` (``aux``:
     fused + ``weight`` x both unimodal losses, weight 0.6 unless ``stage2_options`` says
     otherwise; ``concat``: the fused loss alone; ``uniform``: the three losses summed, the default (the
-    paper's text); ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``; ``aux0.6`` = ``aux`` with weight
+    paper's text); ``ogm-ge``, ``pmr``, ``mmpareto``, ``gblending``, ``mla``, ``agm``; ``aux0.6`` = ``aux`` with weight
     0.6).  With a strategy method, ``stage2`` stays ``uniform`` (the default) or names that method's
     strategy; anything else is refused.  ``mla`` builds the model with one head shared by both
     modalities (``head1 is head2``, both embeddings of one width) and fuses by prediction entropy.

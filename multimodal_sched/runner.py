@@ -444,7 +444,7 @@ class Runner:
         self.opt_joint = make_optimizer(self.model.parameters(), name=cfg.optimizer, lr=lr,
                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if self.joint_net is None:
-            # a strategy's loss may leave parts of the model out (concat, ogm-ge and pmr the unimodal
+            # a strategy's loss may leave parts of the model out (concat, ogm-ge, pmr and agm the unimodal
             # heads, mla the idle encoder, gblending a classifier weighted 0): DDP must look for them
             self.joint_net = D.DDP(_Outputs(self.model), find_unused_parameters=True, **self._ddp_kw)
         epochs = cfg.joint_epochs if cfg.joint_from_scratch else cfg.stage2_epochs

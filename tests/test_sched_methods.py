@@ -52,7 +52,7 @@ CG = dict(dataset="cg-digits", dataset_options={"n_train": 200}, width=4, batch_
           plots=False)
 
 
-@pytest.mark.parametrize("method", ["concat", "uniform", "aux0.6", "ogm-ge", "pmr", "mmpareto", "gblending", "mla",
+@pytest.mark.parametrize("method", ["concat", "uniform", "aux0.6", "ogm-ge", "pmr", "mmpareto", "gblending", "mla", "agm",
                                     "sequential", "udi"])
 def test_every_method_finishes_on_cg_digits(tmp_path, method):
     """CNN4 encoders (BatchNorm, 1- and 3-channel inputs): the run finishes and reports its model's accuracy."""
@@ -64,7 +64,7 @@ def test_every_method_finishes_on_cg_digits(tmp_path, method):
 
 EXPECTED = {"concat": ("concat", {}), "uniform": ("uniform", {}), "aux0.6": ("aux", {"weight": 0.6}),
             "ogm-ge": ("ogm-ge", {}), "pmr": ("pmr", {}), "mmpareto": ("mmpareto", {}),
-            "gblending": ("gblending", {}), "mla": ("mla", {})}
+            "gblending": ("gblending", {}), "mla": ("mla", {}), "agm": ("agm", {})}
 
 
 def test_every_strategy_is_a_method():
@@ -92,7 +92,7 @@ def test_strategy_method_runs_learns_and_equals_joint_with_that_strategy(tmp_pat
 
 def test_strategies_differ_from_each_other(tmp_path):
     models = {m: run(cfg(tmp_path, m, method=m, joint_epochs=2)).model
-              for m in ("concat", "uniform", "ogm-ge", "pmr", "mmpareto")}
+              for m in ("concat", "uniform", "ogm-ge", "pmr", "mmpareto", "agm")}
     names = list(models)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -349,7 +349,7 @@ def test_cli_method_stage2_and_options(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- two gloo ranks (torchrun-style env)
-DDP_RUNS = {**{m: dict(method=m, joint_epochs=2) for m in ("concat", "ogm-ge", "pmr", "mmpareto", "mla")},
+DDP_RUNS = {**{m: dict(method=m, joint_epochs=2) for m in ("concat", "ogm-ge", "pmr", "mmpareto", "mla", "agm")},
             "gblending": dict(method="gblending", joint_epochs=3, stage2_options={"super_epoch": 1}),
             "sequential": dict(method="sequential", method_options={"patience": 1}, max_unimodal_epochs=3,
                                stage2_epochs=1),

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from multimodal_sched.methods.base import JointOutput, get_strategy
+from multimodal_sched.methods import agm as agm_mod  # noqa: F401
 from multimodal_sched.methods import mmpareto as mmpareto_mod  # noqa: F401  (registers)
 from multimodal_sched.methods import ogm_ge as ogm_mod  # noqa: F401
 from multimodal_sched.methods import gblending as gblending_mod  # noqa: F401
 from multimodal_sched.methods import mla as mla_mod  # noqa: F401
 from multimodal_sched.methods import pmr as pmr_mod  # noqa: F401
+from multimodal_sched.methods.agm import agm_coefficients
 from multimodal_sched.methods.mla import mla_fused_logits
 from multimodal_sched.methods.mmpareto import pareto_weights
 from multimodal_sched.methods.ogm_ge import ogm_coefficients
@@ -446,6 +448,169 @@ def test_mla_fused_logits_entropy_weights():
         mla_fused_logits(l1, l2[:, :2])
 
 
+# ---- AGM --------------------------------------------------------------------------------------
+
+def test_agm_coefficients_by_hand():
+    # s = (0.5, 1.0), running means (0.6, 0.9), alpha 1:
+    # r1 = e^0.5 = 1.648721, rbar1 = e^0.3 = 1.349859, k1 = e^(1.349859 - 1.648721) = e^-0.298862 = 0.741661
+    # r2 = e^-0.5 = 0.606531, rbar2 = e^-0.3 = 0.740818, k2 = e^(0.740818 - 0.606531) = e^0.134287 = 1.143721
+    k1, k2 = agm_coefficients(0.5, 1.0, 0.6, 0.9, 1.0)
+    assert k1 == pytest.approx(0.741661, abs=2e-6) and k2 == pytest.approx(1.143721, abs=2e-6)
+    # the modality further ahead than usual (1: lower score) is slowed, the other sped up
+    assert k1 < 1 < k2
+    # at its running average nothing is modulated; alpha scales the exponent
+    assert agm_coefficients(0.7, 0.4, 0.7, 0.4, 3.0) == (1.0, 1.0)
+    k1a, k2a = agm_coefficients(0.5, 1.0, 0.6, 0.9, 2.0)
+    assert k1a == pytest.approx(k1 ** 2, rel=1e-12) and k2a == pytest.approx(k2 ** 2, rel=1e-12)
+    # the exponent is capped at 10 (the public code's cap): alpha * 10 at most
+    assert agm_coefficients(50.0, 0.0, 0.0, 50.0, 0.5)[0] == pytest.approx(math.exp(5.0))
+    with pytest.raises(ValueError, match="finite"):
+        agm_coefficients(float("nan"), 1.0, 1.0, 1.0, 1.0)
+
+
+def _hand_phis(model, z1, z2):
+    """The two Shapley mono-modal responses of the concat fusion, written out from the weights:
+    muting modality m gives its encoder's output on a zero input, tanh(bias_m)."""
+    W, b = model.fusion.fc.weight, model.fusion.fc.bias
+    W1, W2 = W[:, :4], W[:, 4:]
+    c1, c2 = torch.tanh(model.encoder1[0].bias), torch.tanh(model.encoder2[0].bias)
+    full = z1 @ W1.T + z2 @ W2.T + b
+    only1 = z1 @ W1.T + c2 @ W2.T + b            # f(x1, 0)
+    only2 = c1 @ W1.T + z2 @ W2.T + b            # f(0, x2)
+    return (full - only2 + only1) / 2, (full - only1 + only2) / 2
+
+
+def _score(phi, y):
+    return -torch.log(torch.softmax(phi, 1)[torch.arange(len(y)), y]).mean().item()
+
+
+def test_agm_scripted_batches_match_hand_shapley_and_coefficients():
+    model = Tiny()
+    x1, x2, y = batch()
+    x1b, x2b, yb = batch(seed=5)
+    alpha = 1.5
+    s = get_strategy("agm", alpha=alpha)
+    s.setup(model, n_classes=C, epochs=2)
+    # first batch: no history, so k = 1, and the gradient is the plain fused cross-entropy's
+    before, _, out = step(s, model, x1, x2, y)
+    model.zero_grad()
+    F.cross_entropy(model.outputs(x1, x2).fused, y).backward()
+    for n, p in model.named_parameters():
+        if n in before:
+            assert torch.allclose(before[n], p.grad, atol=1e-6), n
+    with torch.no_grad():
+        p1, p2 = _hand_phis(model, out.z1, out.z2)
+        assert torch.allclose(p1 + p2, out.fused, atol=1e-6)
+        a1, a2 = _score(p1, y), _score(p2, y)
+    assert (s.last["s1"], s.last["s2"]) == (pytest.approx(a1, rel=1e-6), pytest.approx(a2, rel=1e-6))
+    assert s.last["k1"] == s.last["k2"] == 1.0
+    # second batch: coefficients from this batch's scores against the first batch's
+    before, _, out = step(s, model, x1b, x2b, yb)
+    with torch.no_grad():
+        p1, p2 = _hand_phis(model, out.z1, out.z2)
+        b1, b2 = _score(p1, yb), _score(p2, yb)
+    k1 = math.exp(alpha * (math.exp(a2 - a1) - math.exp(b2 - b1)))
+    k2 = math.exp(alpha * (math.exp(a1 - a2) - math.exp(b1 - b2)))
+    assert s.last["k1"] == pytest.approx(k1, rel=1e-5) and s.last["k2"] == pytest.approx(k2, rel=1e-5)
+    assert abs(k1 - 1) > 0.02 and abs(k2 - 1) > 0.02, "the scripted batches must modulate"
+    assert s.sbar == [pytest.approx((a1 + b1) / 2, rel=1e-6), pytest.approx((a2 + b2) / 2, rel=1e-6)]
+    # the gradient: that of sum_i <delta_i, k1 phi1_i + k2 phi2_i> / n, delta the fused
+    # cross-entropy's gradient at the logits (held fixed), the phis written out by hand
+    model.zero_grad()
+    o = model.outputs(x1b, x2b)
+    p1, p2 = _hand_phis(model, o.z1, o.z2)
+    delta = (torch.softmax(o.fused, 1) - F.one_hot(yb, C)).detach() / len(yb)
+    (delta * (k1 * p1 + k2 * p2)).sum().backward()
+    for n, p in model.named_parameters():
+        if n in before:
+            assert torch.allclose(before[n], p.grad, rtol=1e-5, atol=1e-7), n
+
+
+def test_agm_bias_free_encoders_scale_each_encoder_by_its_coefficient():
+    """Encoders that map a zero input to zero: phi_m = W_m z_m + b / 2, so each encoder's weight
+    gradient is k_m times the plain one and the fusion bias's is (k1 + k2) / 2 times it."""
+    model = Tiny()
+    with torch.no_grad():
+        model.encoder1[0].bias.zero_()
+        model.encoder2[0].bias.zero_()
+    x1, x2, y = batch()
+    s = get_strategy("agm", alpha=0.8)
+    s.setup(model, n_classes=C, epochs=1)
+    s.load_state_dict({"epoch": 0, "batches": 3, "sbar": [1.4, 0.9]})
+    before, _, _ = step(s, model, x1, x2, y)
+    k1, k2 = s.last["k1"], s.last["k2"]
+    assert abs(k1 - k2) > 0.05
+    model.zero_grad()
+    F.cross_entropy(model.outputs(x1, x2).fused, y).backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert torch.allclose(before["encoder1.0.weight"], k1 * plain["encoder1.0.weight"], rtol=1e-5, atol=1e-8)
+    assert torch.allclose(before["encoder2.0.weight"], k2 * plain["encoder2.0.weight"], rtol=1e-5, atol=1e-8)
+    assert torch.allclose(before["fusion.fc.bias"], (k1 + k2) / 2 * plain["fusion.fc.bias"], rtol=1e-5, atol=1e-8)
+    assert torch.allclose(before["fusion.fc.weight"][:, :4], k1 * plain["fusion.fc.weight"][:, :4], rtol=1e-5, atol=1e-8)
+    assert torch.allclose(before["fusion.fc.weight"][:, 4:], k2 * plain["fusion.fc.weight"][:, 4:], rtol=1e-5, atol=1e-8)
+    assert "head1.weight" not in before            # the unimodal heads are not trained
+
+
+def test_agm_muted_pass_runs_in_eval_mode():
+    """The muted input goes through the encoder in eval mode (batch norm uses, and does not
+    update, its running statistics) and the encoder is left in training mode."""
+    model = Tiny()
+    model.encoder1 = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh())
+    x1, x2, y = batch()
+    s = get_strategy("agm")
+    s.setup(model, n_classes=C, epochs=1)
+    out = model.outputs(x1, x2)
+    bn = model.encoder1[1]
+    stats = bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked)
+    s.loss(out, y, model)
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
+    assert int(bn.num_batches_tracked) == stats[2] and model.encoder1.training
+    with torch.no_grad():   # phi1 + phi2 still add up to the fused logits
+        bn.eval()
+        c1 = model.encoder1(torch.zeros(1, 5))
+        bn.train()
+        c2 = model.encoder2(torch.zeros(1, 2))
+        from multimodal_sched.methods.agm import shapley_responses
+        p1, p2 = shapley_responses(model.fusion, out.z1, out.z2, c1, c2)
+        assert torch.allclose(p1 + p2, out.fused, atol=1e-6)
+        assert s.last["s1"] == pytest.approx(_score(p1, y), rel=1e-6)
+
+
+def test_agm_any_fusion_window_state_and_validation():
+    model = Tiny()
+    model.fusion = nn.Bilinear(4, 3, C)   # AGM needs no linear fusion
+    x1, x2, y = batch()
+    s = get_strategy("agm", modulation_start=2, modulation_end=2)
+    with pytest.raises(RuntimeError, match="setup"):
+        s.loss(model.outputs(x1, x2), y, model)
+    s.setup(model, n_classes=C, epochs=3)
+    s.load_state_dict({"epoch": 0, "batches": 2, "sbar": [0.5, 2.0]})
+    before, _, out = step(s, model, x1, x2, y, epoch=1)   # outside the window: the plain loss
+    assert s.last["modulated"] is False and s.last["k1"] != 1.0 and s.batches == 3
+    model.zero_grad()
+    F.cross_entropy(model.outputs(x1, x2).fused, y).backward()
+    assert all(torch.equal(before[n], p.grad) for n, p in model.named_parameters() if n in before)
+    state = s.state_dict()
+    b1, _, _ = step(s, model, x1, x2, y, epoch=2)
+    assert s.last["modulated"] is True
+    s2 = get_strategy("agm", modulation_start=2, modulation_end=2)
+    s2.setup(model, n_classes=C, epochs=3)
+    s2.load_state_dict(state)
+    b2, _, _ = step(s2, model, x1, x2, y, epoch=2)
+    assert all(torch.equal(b1[n], b2[n]) for n in b1)
+    with pytest.raises(ValueError, match="state keys"):
+        s2.load_state_dict({"epoch": 1})
+    for bad in ({"alpha": 0.0}, {"alpha": float("inf")}, {"modulation_start": 0},
+                {"modulation_start": 4, "modulation_end": 2}, {"ge": True}):
+        with pytest.raises(ValueError):
+            get_strategy("agm", **bad)
+    with pytest.raises(TypeError, match="alpha"):
+        get_strategy("agm", alpha="big")
+    del model.fusion
+    with pytest.raises(ValueError, match="fusion"):
+        get_strategy("agm").setup(model, n_classes=C, epochs=1)
+
+
 # ---- the same strategies under DDP (gloo, 2 CPU processes) -------------------------------------
 
 DDP_CASES = {  # name -> (options, model options, epochs run: one step each)
@@ -453,13 +618,18 @@ DDP_CASES = {  # name -> (options, model options, epochs run: one step each)
     "mmpareto": ({}, {"seed": 1}, [1]),
     "pmr": ({"beta": 0.7, "gamma": 0.3}, {"seed": 1}, [1, 2]),
     "mla": ({"alpha": 0.5}, {"seed": 1, "shared_head": True, "d2": 4}, [1, 1, 1]),
+    "agm": ({"alpha": 2.0}, {"seed": 1}, [1, 1]),
 }
+#: AGM's coefficients need a history: start it from these running means (as after a resume)
+AGM_HISTORY = {"epoch": 0, "batches": 5, "sbar": [0.9, 1.3]}
 
 
 def _run_case(name, model, x1, x2, y):
     opts, _, epochs = DDP_CASES[name]
     s = get_strategy(name, **opts)
     s.setup(model, n_classes=C, epochs=len(epochs))
+    if name == "agm":
+        s.load_state_dict(AGM_HISTORY)
     grads = []
     for epoch in epochs:
         s.on_epoch_start(epoch, model)
@@ -505,6 +675,8 @@ def test_strategies_under_ddp_match_single_process(tmp_path):
             assert last["k1"] < 1
         if name == "mmpareto":  # ... and the Pareto branch on both encoders
             assert last[1]["conflict"] and last[2]["conflict"]
+        if name == "agm":  # ... and AGM's coefficients away from 1
+            assert abs(last["k1"] - 1) > 0.05 and abs(last["k2"] - 1) > 0.05
         for i, step_grads in enumerate(single):
             for n, g in step_grads.items():
                 for r in (0, 1):

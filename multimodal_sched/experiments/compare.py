@@ -14,7 +14,7 @@ Rows (method names as ``--method``): ``unimodal1`` / ``unimodal2`` (one ``unimod
 encoder with its own head), ``concat`` (fused loss only), ``uniform`` (fused + unimodal losses,
 equal weights), ``aux0.6`` (the public code's 0.6 weight), ``mi``, ``pid`` (the controllers, then
 Stage II), any other registered method (``ogm-ge``, ``pmr``, ``mmpareto``, ``mla``, ``udi``,
-``sequential``, ``gblending``, ``joint``), and ``schedule`` = every fixed schedule
+``sequential``, ``gblending``, ``agm``, ``joint``), and ``schedule`` = every fixed schedule
 ``schedule-E1-E2`` of ``schedule_grid`` (Stage I epochs of each encoder, 0 allowed, then Stage II),
 run from one Stage I trajectory per seed; the table adds ``schedule (best on val)``, the schedule
 with the best validation accuracy per seed (ties: first in grid order).
