@@ -84,6 +84,22 @@ def test_compare_writes_rows_with_both_protocols_and_reuses_runs(tmp_path):
         ms.compare(["cg-digits"], methods=["nope"], out=out)
 
 
+def test_every_method_lands_in_the_compare_table(tmp_path):
+    """A tiny run of each method a user would pick instead finishes and gets its row."""
+    from multimodal_sched.config import SCHEDULE_METHODS, STRATEGY_METHODS
+    methods = ["pid", "mi", *SCHEDULE_METHODS, *STRATEGY_METHODS]
+    res = ms.compare(["cg-digits"], methods=methods, seeds=[0], out=str(tmp_path / "all"),
+                     overrides={**TINY, "method_options": {}}, jobs=1)
+    assert [r["method"] for r in res["rows"]] == methods
+    for r in res["rows"]:
+        # the row is the run's own result (tiny runs need not beat chance; learning is tested elsewhere)
+        saved = json.load(open(os.path.join(str(tmp_path), "all", "cg-digits", "seed0", r["method"], "result.json")))
+        assert r["test_val_selected"] == saved["test_accuracy"]
+        if r["test_best_epoch"] is not None:                          # (a fallback run has no own Stage II)
+            assert r["test_best_epoch"] >= r["test_val_selected"] - 1e-12
+        assert f"| {r['method']} |" in res["table"]
+
+
 def test_a_different_run_in_the_out_folder_is_moved_aside_not_deleted(tmp_path):
     from multimodal_sched.config import CONTROLLER_FIELDS
     from multimodal_sched.experiments._common import run_or_reuse
