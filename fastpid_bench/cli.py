@@ -52,6 +52,18 @@ def _int_list(text):
     return [_positive_int(p) for p in parts]
 
 
+def _shape_list(text):
+    shapes = []
+    for part in (p for p in str(text).replace(" ", ",").split(",") if p):
+        dims = part.lower().split("x")
+        if len(dims) != 3:
+            raise argparse.ArgumentTypeError(f"expected shapes N1xN2xNY separated by commas, got {part!r}")
+        shapes.append(tuple(_positive_int(d) for d in dims))
+    if not shapes:
+        raise argparse.ArgumentTypeError(f"expected shapes N1xN2xNY separated by commas, got {text!r}")
+    return shapes
+
+
 def _positive_float(text):
     try:
         v = float(text)
@@ -141,6 +153,9 @@ def _add_scaling(p):
                    help="histograms in the batched run (default 1000; --quick 20)")
     p.add_argument("--batch-shape", type=_int_list, default=argparse.SUPPRESS, dest="batch_shape",
                    metavar="N1,N2,NY", help="shape of each batched histogram (default 20,20,6; --quick 8,8,4)")
+    p.add_argument("--label-shapes", type=_shape_list, default=argparse.SUPPRESS, dest="label_shapes",
+                   metavar="N1xN2xNY,...", help="many-label shapes solved once each (default "
+                   "20x20x28,20x20x101,2x2x1000,2x2x3000; --quick 4x4x32,2x2x256)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,7 +232,7 @@ def _config(args):
         if bad or not args.gates:
             raise _UsageError(f"unknown gate {bad[0] if bad else ''!r} in --gates; choose from {', '.join(pb.GATES)}")
         cfg.gates = list(dict.fromkeys(args.gates))
-    for opt in ("dx", "dy", "coeffs", "noise", "sizes", "ny", "batch"):
+    for opt in ("dx", "dy", "coeffs", "noise", "sizes", "ny", "batch", "label_shapes"):
         if hasattr(args, opt):
             setattr(cfg, opt, getattr(args, opt))
     if hasattr(args, "dx"):

@@ -137,6 +137,16 @@ def tables(rows):
         out.append(_table("Scaling: time of one solve vs n1*n2*ny",
                           ["Method", "Shape", "Cells", "Time (s)", "Growth exp.", "Conv."], body,
                           caption="growth exponent: slope of log time vs log cells, 3 largest sizes"))
+        labels = [r for r in by["scaling"] if r["variant"] == "labels"]
+        if labels:
+            ref = {r["problem"]: r for r in labels if r["method"] == "cvx-clarabel" and r["converged"]}
+            body = [[r["method"], r["problem"], _t(r["time_s"]), _f(r["iterations"], "{:.0f}"),
+                     _f(ref[r["problem"]]["time_s"] / r["time_s"] if r["problem"] in ref and r["time_s"] > 0
+                        else math.nan, "{:.1f}x"), _conv(r)] for r in labels]
+            out.append(_table("Many labels: time of one solve at the scheduler's probe shapes",
+                              ["Method", "Shape", "Time (s)", "Iters", "Speedup vs cvx-clarabel", "Conv."], body,
+                              caption="speedup: cvx-clarabel's time on the same histogram in this run, "
+                                      "when it converged"))
         batched = [r for r in by["scaling"] if r["variant"] == "batched"]
         body = [[r["method"], r["problem"], str(r["batch"]), _t(r["time_s"]), _f(r["throughput_per_s"], "{:.1f}"),
                  _conv(r)] for r in batched]

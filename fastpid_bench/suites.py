@@ -43,6 +43,8 @@ class Config:
     ny: int = 8
     batch: int = 1000
     batch_shape: tuple = (20, 20, 6)
+    #: the scheduler's shapes with many labels (a probe of k x k clusters and ny classes)
+    label_shapes: list = field(default_factory=lambda: [(20, 20, 28), (20, 20, 101), (2, 2, 1000), (2, 2, 3000)])
     serial_batch: int = 20  # cap on the batch for methods that loop in Python (cvx)
     max_time: float = 60.0
     method_extra: dict = field(default_factory=dict)  # method -> extra pid options
@@ -54,6 +56,7 @@ class Config:
             methods=methods, quick=True, samples=20_000, dx=[4, 8], dy=4,
             ablation_dx=8, ablation_dy=4, iters_values=[10, 50, 200], sinkhorn_values=[1, 10, 20],
             sizes=[2, 4, 8], ny=4, batch=20, batch_shape=(8, 8, 4), serial_batch=2, max_time=5.0,
+            label_shapes=[(4, 4, 32), (2, 2, 256)],
             method_extra={"cvx-scs": {"max_iter": 2000}},
         )
 
@@ -189,9 +192,10 @@ def run_scaling(cfg: Config, progress=nullcontext) -> tuple[list, list]:
     """Single-solve time against size (n x n x ny) and batched throughput, per method."""
     rows, probs = [], []
     size_probs = [pb.random_problem(n, n, cfg.ny, seed=cfg.seed) for n in cfg.sizes]
-    probs += size_probs
+    label_probs = [pb.random_problem(a, b, c, seed=cfg.seed) for a, b, c in cfg.label_shapes]
+    probs += size_probs + label_probs
     n1, n2, ny = cfg.batch_shape
-    total = len(cfg.methods) * (len(size_probs) + 1)
+    total = len(cfg.methods) * (len(size_probs) + len(label_probs) + 1)
     with progress(total, "scaling") as tick:
         for method in cfg.methods:
             mrows = []
@@ -209,6 +213,17 @@ def run_scaling(cfg: Config, progress=nullcontext) -> tuple[list, list]:
             for r in mrows:
                 r["exponent"] = exp
             rows += mrows
+            too_slow = False
+            for problem in label_probs:   # many labels: variant "labels", same skip rule
+                if too_slow:
+                    rows.append(_row("scaling", problem, _skipped_m(method, cfg), backend=cfg.backend,
+                                     variant="labels"))
+                    tick()
+                    continue
+                m = _solve(cfg, problem.counts, method)
+                rows.append(_row("scaling", problem, m, backend=cfg.backend, variant="labels"))
+                too_slow = not (m.time <= cfg.max_time)
+                tick()
             serial = METHOD_IS_SERIAL.get(method, False) or (method == "fastpid" and cfg.backend in (None, "numpy"))
             B = min(cfg.batch, cfg.serial_batch) if serial else cfg.batch
             bprob = pb.random_problem(n1, n2, ny, seed=cfg.seed, batch=B, samples=2_000 if cfg.quick else 20_000)
@@ -227,3 +242,8 @@ METHOD_IS_SERIAL = {"cvx-scs": True, "cvx-clarabel": True}
 def _skipped(cfg, problem, method, why) -> dict:
     m = Measurement(method=method, options={}, status="skipped", error=why)
     return _row("scaling", problem, m, backend=cfg.backend, variant="single")
+
+
+def _skipped_m(method, cfg) -> Measurement:
+    return Measurement(method=method, options={}, status="skipped",
+                       error=f"skipped: a smaller label set took over {cfg.max_time:g} s")

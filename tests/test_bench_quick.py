@@ -62,6 +62,11 @@ def _check_run(out, doc, rows, methods):
             assert math.isfinite(r["mae_gt"])
         if r["bench"] == "scaling" and r["variant"] == "batched":
             assert r["batch"] > 1 and r["throughput_per_s"] > 0
+    # the many-label shapes: every method solved each of them once
+    for m in methods:
+        shapes = [(r["n1"], r["n2"], r["ny"]) for r in doc["rows"]
+                  if r["bench"] == "scaling" and r["variant"] == "labels" and r["method"] == m]
+        assert shapes == [(4, 4, 32), (2, 2, 256)], m
     # the CSV holds the same numbers as the JSON
     for c, j in zip(rows, doc["rows"]):
         assert c["method"] == j["method"]
