@@ -154,7 +154,7 @@ def _add_scaling(p):
     p.add_argument("--batch-shape", type=_int_list, default=argparse.SUPPRESS, dest="batch_shape",
                    metavar="N1,N2,NY", help="shape of each batched histogram (default 20,20,6; --quick 8,8,4)")
     p.add_argument("--label-shapes", type=_shape_list, default=argparse.SUPPRESS, dest="label_shapes",
-                   metavar="N1xN2xNY,...", help="many-label shapes solved once each (default "
+                   metavar="N1xN2xNY,...", help="many-label shapes solved once each, smallest first (default "
                    "20x20x28,20x20x101,2x2x1000,2x2x3000; --quick 4x4x32,2x2x256)")
 
 

@@ -140,11 +140,12 @@ def tables(rows):
         labels = [r for r in by["scaling"] if r["variant"] == "labels"]
         if labels:
             ref = {r["problem"]: r for r in labels if r["method"] == "cvx-clarabel" and r["converged"]}
-            body = [[r["method"], r["problem"], _t(r["time_s"]), _f(r["iterations"], "{:.0f}"),
+            body = [[r["method"], r["problem"], str(r["size"]), _t(r["time_s"]), _f(r["iterations"], "{:.0f}"),
                      _f(ref[r["problem"]]["time_s"] / r["time_s"] if r["problem"] in ref and r["time_s"] > 0
                         else math.nan, "{:.1f}x"), _conv(r)] for r in labels]
             out.append(_table("Many labels: time of one solve at the scheduler's probe shapes",
-                              ["Method", "Shape", "Time (s)", "Iters", "Speedup vs cvx-clarabel", "Conv."], body,
+                              ["Method", "Shape", "Cells", "Time (s)", "Iters", "Speedup vs cvx-clarabel", "Conv."],
+                              body,
                               caption="speedup: cvx-clarabel's time on the same histogram in this run, "
                                       "when it converged"))
         batched = [r for r in by["scaling"] if r["variant"] == "batched"]

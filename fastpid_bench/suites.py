@@ -192,7 +192,9 @@ def run_scaling(cfg: Config, progress=nullcontext) -> tuple[list, list]:
     """Single-solve time against size (n x n x ny) and batched throughput, per method."""
     rows, probs = [], []
     size_probs = [pb.random_problem(n, n, cfg.ny, seed=cfg.seed) for n in cfg.sizes]
-    label_probs = [pb.random_problem(a, b, c, seed=cfg.seed) for a, b, c in cfg.label_shapes]
+    # smallest first, so that the skip rule (a method slower than max_time stops) skips only larger ones
+    label_probs = [pb.random_problem(a, b, c, seed=cfg.seed)
+                   for a, b, c in sorted(cfg.label_shapes, key=lambda sh: (sh[0] * sh[1] * sh[2], sh))]
     probs += size_probs + label_probs
     n1, n2, ny = cfg.batch_shape
     total = len(cfg.methods) * (len(size_probs) + len(label_probs) + 1)
