@@ -54,8 +54,10 @@ def check_distribution(P, nx, *, name: str = "P"):
         # goes through the detailed checks below, which name the problem.
         with np.errstate(over="ignore"):  # an overflowing total is handled below
             totals = flat.sum(axis=(1, 2, 3))
-        if flat.min() >= 0 and np.isfinite(totals).all() and (totals > 0).all():
-            return flat / totals.reshape(-1, 1, 1, 1), batch_shape
+        if flat.min() >= 0:
+            t = totals.item() if totals.size == 1 else None
+            if (0 < t < np.inf) if t is not None else bool(((totals > 0) & (totals < np.inf)).all()):
+                return flat / totals.reshape(-1, 1, 1, 1), batch_shape
     host = nx.to_numpy(arr)
     finite = np.isfinite(host)
     if not finite.all():

@@ -71,7 +71,7 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
     atoms = sol.atoms if sol.atoms is not None else atoms_from_q(nx, p, sol.q)
 
     conv = np.asarray(nx.to_numpy(sol.converged), dtype=bool)
-    if not conv.all():
+    if not (bool(conv.item()) if conv.size == 1 else conv.all()):
         n_bad = int((~conv).sum())
         viol = np.asarray(nx.to_numpy(sol.violation))
         hint = sol.info.get("hint", "increase max_iter or loosen tol")
