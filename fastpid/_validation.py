@@ -45,6 +45,19 @@ def check_distribution(P, nx, *, name: str = "P"):
     shape = tuple(int(s) for s in arr.shape)
     if any(s == 0 for s in shape):
         raise ValueError(f"{name} has an empty axis: shape {shape}; every axis needs at least one value")
+    batch_shape = shape[:-3]
+    flat = arr.reshape((-1,) + shape[-3:])
+    if type(arr) is np.ndarray:
+        # NumPy fast path (one pass over the cells): the smallest cell is >= 0
+        # only if no cell is NaN or negative, and the totals are finite and > 0
+        # only if no cell is +inf and no distribution is empty; anything else
+        # goes through the detailed checks below, which name the problem.
+        with np.errstate(over="ignore"):  # an overflowing total is handled below
+            totals = flat.sum(axis=(1, 2, 3))
+        if flat.min() >= 0:
+            t = totals.item() if totals.size == 1 else None
+            if (0 < t < np.inf) if t is not None else bool(((totals > 0) & (totals < np.inf)).all()):
+                return flat / totals.reshape(-1, 1, 1, 1), batch_shape
     host = nx.to_numpy(arr)
     finite = np.isfinite(host)
     if not finite.all():
@@ -57,8 +70,6 @@ def check_distribution(P, nx, *, name: str = "P"):
             f"{name} contains negative mass (value {host[where]!r} at index {where}); "
             "counts and probabilities must be >= 0"
         )
-    batch_shape = shape[:-3]
-    flat = arr.reshape((-1,) + shape[-3:])
     with np.errstate(over="ignore"):  # an overflowing total is handled below
         totals = nx.sum(flat, axis=(1, 2, 3))
     tot_host = np.asarray(nx.to_numpy(totals))

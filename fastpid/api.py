@@ -16,16 +16,21 @@ from .result import PIDResult
 __all__ = ["pid"]
 
 
+_OPTION_NAMES: dict = {}  # solver -> its keyword-only option names (read once from its signature)
+
+
 def _bind_options(solver, method, options):
-    sig = inspect.signature(solver)
-    try:
-        sig.bind(None, **options)
-    except TypeError:
-        valid = [n for n, prm in sig.parameters.items() if prm.kind == prm.KEYWORD_ONLY]
-        bad = sorted(set(options) - set(valid))
+    if not options:
+        return
+    valid = _OPTION_NAMES.get(solver)
+    if valid is None:
+        sig = inspect.signature(solver)
+        valid = _OPTION_NAMES[solver] = [n for n, prm in sig.parameters.items() if prm.kind == prm.KEYWORD_ONLY]
+    bad = sorted(set(options) - set(valid))
+    if bad:
         raise TypeError(
             f"Unknown option(s) {bad} for method {method!r}; valid options: {valid}"
-        ) from None
+        )
 
 
 def pid(P, *, method: str = "exact", backend: str | None = None, **solver_options) -> PIDResult:
@@ -66,7 +71,7 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
     atoms = sol.atoms if sol.atoms is not None else atoms_from_q(nx, p, sol.q)
 
     conv = np.asarray(nx.to_numpy(sol.converged), dtype=bool)
-    if not conv.all():
+    if not (bool(conv.item()) if conv.size == 1 else conv.all()):
         n_bad = int((~conv).sum())
         viol = np.asarray(nx.to_numpy(sol.violation))
         hint = sol.info.get("hint", "increase max_iter or loosen tol")

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_backend
+import numpy as np
+
+from .backend import _BACKENDS, get_backend
+from .kernels.entropy_sums import atoms_from_xlogx_rows
+
+_NP = _BACKENDS["numpy"]
+
 
 __all__ = [
     "LOG2",
@@ -66,6 +72,8 @@ def atoms_from_q(nx, p, q):
     The identities R+U2 = I2 and R+U1+U2+S = I therefore hold only as well as q
     satisfies the marginal constraints: they are a real check, not a tautology.
     """
+    if nx.name == "numpy" and _fast_numpy_ok(p, q):
+        return _atoms_numpy(p, q)
     i1, i2, i12 = _mi_terms(nx, p)
     hq = _entropies(nx, q)
     iq = hq["12"] + hq["y"] - hq["123"]
@@ -75,6 +83,35 @@ def atoms_from_q(nx, p, q):
     s = i12 - iq
     out = dict(R=r, U1=u1, U2=u2, S=s, I=i12, I1=i1, I2=i2)
     return {k: v / LOG2 for k, v in out.items()}
+
+
+# marginals kept by _entropies, in its order: (summed axes) of a batch (B, n1, n2, ny)
+_MARGINALS = (("123", ()), ("12", (3,)), ("1y", (2,)), ("2y", (1,)), ("1", (2, 3)), ("2", (1, 3)), ("y", (1, 2)))
+
+
+def _fast_numpy_ok(p, q) -> bool:
+    return (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == np.float64
+            and q.dtype == np.float64 and p.ndim == 4 and p.shape == q.shape
+            and p.flags.c_contiguous and q.flags.c_contiguous)
+
+
+def _atoms_numpy(p, q):
+    """:func:`atoms_from_q` for C-contiguous float64 ndarrays with fewer NumPy
+    calls (a small problem's atoms in ~25 µs instead of ~150 µs), bit for bit
+    the same numbers: p and q are stacked along the batch axis (each marginal is
+    the same reduction of the same contiguous rows), x log x is taken once over
+    all the marginals laid side by side (elementwise, so the same values), and
+    the entropies (NumPy's pairwise row sums) and their combinations are one
+    compiled call (:mod:`fastpid.kernels.entropy_sums`).
+    ``tests/test_pid_exact.py`` checks the equality against the generic path."""
+    B = p.shape[0]
+    x = np.concatenate((p, q))  # (2B, n1, n2, ny), C order
+    add = np.add.reduce
+    rows = [x.reshape(2 * B, -1)] + [add(x, axis=ax).reshape(2 * B, -1) for _, ax in _MARGINALS[1:]]
+    widths = np.array([r.shape[1] for r in rows], dtype=np.int64)
+    xl = _NP.xlogx(np.concatenate(rows, axis=1))
+    out = atoms_from_xlogx_rows(xl, widths, LOG2)
+    return dict(R=out[0], U1=out[1], U2=out[2], S=out[3], I=out[4], I1=out[5], I2=out[6])
 
 
 def mutual_information(P, *, sources="both"):

@@ -45,9 +45,15 @@ def register(name: str, backend: str, options: Callable[..., dict]):
     them with ``options`` and calls ``impl``."""
 
     def deco(impl):
+        defaults = []  # options() without arguments, validated once on first use
+
         @functools.wraps(impl)
         def solver(p, **opts):
-            return impl(p, **options(**opts))
+            if opts:
+                return impl(p, **options(**opts))
+            if not defaults:
+                defaults.append(options())
+            return impl(p, **defaults[0])
 
         params = [inspect.Parameter("p", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         params += [prm for prm in inspect.signature(options).parameters.values()

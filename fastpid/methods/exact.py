@@ -28,6 +28,7 @@ boundary (zero cells).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
 
@@ -45,16 +46,26 @@ from ._common import TORCH, diagnostics_to_tensors, host64, torch
 PARALLEL_MIN_BATCH = 8
 
 _BLAS_CONTROLLER = None
+_BLAS_LIBS = ()
 
 
 def _single_blas_thread():
-    """Context limiting BLAS to one thread (the controller is built once: ~4 ms)."""
-    global _BLAS_CONTROLLER
+    """Context limiting BLAS to one thread (the controller is built once: ~4 ms).
+
+    Where every BLAS library already runs one thread (``OMP_NUM_THREADS=1``,
+    ``OPENBLAS_NUM_THREADS=1``, a single core, an enclosing limit) there is
+    nothing to limit and the ~25 µs of ``ThreadpoolController.limit`` are
+    skipped; otherwise threadpoolctl sets and restores the limit as before."""
+    global _BLAS_CONTROLLER, _BLAS_LIBS
     if _BLAS_CONTROLLER is None:
         import scipy.linalg  # noqa: F401  (loads the OpenBLAS numba's LAPACK calls use)
 
         _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_LIBS = tuple(_BLAS_CONTROLLER.select(user_api="blas").lib_controllers)
+    for lib in _BLAS_LIBS:
+        if lib.num_threads != 1:
+            return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 def options(
@@ -104,11 +115,16 @@ def solve(p, *, tol, feas_tol, max_iter) -> Solution:
     with _single_blas_thread():
         if p.shape[0] >= PARALLEL_MIN_BATCH:
             out = solve_batch(p, tol * LOG2, feas_tol, max_iter)
+        elif p.shape[0] == 1:  # the common single problem: its results as batches of one
+            o = solve_one(p[0], tol * LOG2, feas_tol, max_iter)
+            out = (o[0][None], o[1][None], o[2][None], np.array([o[3]], dtype=np.int64),
+                   np.array([o[4]], dtype=np.float64), np.array([o[5]], dtype=np.float64),
+                   np.array([o[6]], dtype=np.int64))
         else:  # a few problems: no thread-pool start-up
             outs = [solve_one(pt, tol * LOG2, feas_tol, max_iter) for pt in p]
             out = tuple(np.asarray([o[k] for o in outs]) for k in range(7))
     q, f, g, iters, gap, viol, status = out
-    st = [STATUS[int(s)] for s in status]
+    st = [STATUS[s] for s in status.tolist()]
     return Solution(
         q=q,
         converged=(status == 0),
