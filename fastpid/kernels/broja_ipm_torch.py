@@ -26,7 +26,19 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   scaling and batched ``torch.linalg.cholesky_ex``, items whose factorization
   fails regularized (REG_START, then x REG_GROWTH per retry, up to
   REG_RETRIES retries, as the Numba kernel) and refactored alone; predictor and corrector share the
-  factor (batched ``cholesky_solve``);
+  factor (batched triangular solves).  Where it needs under half the flops
+  (many labels, few blocks; the Numba kernel's ``_structured_cost`` rule for
+  the chunk's shape, ``_use_structured``), the same system is solved instead
+  as D + U diag(beta) U^T (``_factor_structured``, ``_solve_structured``):
+  D block diagonal over the labels, its (n1 + n2)-square label blocks stacked
+  into the batch dimension, Jacobi-scaled, Cholesky-factored and inverted in
+  one batched call; U one column A pi per block, beta = s (1/c - 1); the
+  Woodbury correction with the row-scaled capacitance matrix
+  diag(r) (I + diag(beta) U^T D^-1 U), well posed for beta < 0 and beta = 0.
+  Items whose structured factor fails are factored densely in that iteration
+  (as the Numba kernel).  Directions, projections and certificates use
+  whichever factor the item has (``_Factor``, ``_solve_any``); the
+  certificate never depends on how the step was found;
 * Mehrotra predictor-corrector: sigma = mu_aff / mu, floored at 0.1 (0.3 after
   a damped step), capped at SIGMA_MAX; the corrector (second-order terms, with the
   curvature of the slacks along the affine step, as the Numba kernel) and the
