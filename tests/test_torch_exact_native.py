@@ -526,11 +526,11 @@ def test_structured_items_falling_back_to_the_dense_factor(make_hist, monkeypatc
     calls = []
 
     def flaky(blk, s, c, pi, act):
-        ok, Dinv, Cinv, bs = real(blk, s, c, pi, act)
+        ok, Dinv, Cf, bs = real(blk, s, c, pi, act)
         calls.append(int(ok.numel()))
         fail = torch.zeros_like(ok)
         fail[len(calls) % 2::2] = True  # alternate items, alternating per call
-        return ok & ~fail, torch.where(fail[:, None, None, None], torch.nan, Dinv), Cinv, bs
+        return ok & ~fail, torch.where(fail[:, None, None, None], torch.nan, Dinv), Cf, bs
 
     monkeypatch.setattr(tk, "_factor_structured", flaky)
     out = tk.solve_batch(P, gap_tol, FEAS_TOL, 200)

@@ -329,10 +329,10 @@ def _factor_structured(blk, s, c, pi, act):
     (x1, x2) block b, beta_b = s_b (1/c_b - 1).  The capacitance matrix
     C' = diag(r) (I + diag(beta) G), G = U^T D^-1 U, r_b = 1/beta_b where
     |beta_b| > 1 (else 1), stays well posed for beta of any sign or zero
-    (c >= 1); it is inverted explicitly (``inv_ex``).
+    (c >= 1); it is LU-factored (``lu_factor_ex``; the Numba kernel inverts it).
 
-    Returns (ok (W,), Dinv (W, ny, m, m), Cinv (W, nb, nb), bs (W, nb), the
-    factor of the tb scaling r beta).  Dinv is zero on the inactive rows and
+    Returns (ok (W,), Dinv (W, ny, m, m), Cf = (LU, pivots) of C', bs (W, nb),
+    the scaling r beta of U^T w).  Dinv is zero on the inactive rows and
     columns; ok is False for items with a label block that is not
     numerically positive definite or a capacitance matrix that is singular or
     not finite (the caller factors those items densely, as the Numba kernel)."""
@@ -360,29 +360,28 @@ def _factor_structured(blk, s, c, pi, act):
     Dinv = torch.cholesky_inverse(Lk).reshape(W, ny, m, m) * d[..., :, None] * d[..., None, :]
     Dinv = torch.where(both, Dinv, 0.0)
     # G = U^T D^-1 U: G[(i,j),(a,b)] = sum_y pi_ijy pi_aby (X11[i,a] + X12[i,b] + X12[a,j] + X22[j,b])
-    X11, X12, X22 = Dinv[..., :n1, :n1], Dinv[..., :n1, n1:], Dinv[..., n1:, n1:]
-    pT = pi.transpose(2, 3)                                                    # (W, n1, ny, n2)   [a, y, b]
-    pB = pi.permute(0, 2, 3, 1)[:, None]                                       # (W, 1, n2, ny, n1) [b, y, a]
-    Y1 = pi[:, :, None] * X11.permute(0, 2, 3, 1)[:, :, :, None, :]            # (W, i, a, j, y)
-    T1 = (Y1 @ pT[:, None]).permute(0, 1, 3, 2, 4)                             # (W, i, a, j, b) -> (i, j, a, b)
-    Y2 = pi[:, :, None] * X12.permute(0, 2, 3, 1)[:, :, :, None, :]            # (W, i, b, j, y)
-    T2 = (Y2 @ pB).permute(0, 1, 3, 4, 2)                                      # (W, i, b, j, a) -> (i, j, a, b)
-    Y4 = pi.permute(0, 2, 1, 3)[:, :, None] * X22.permute(0, 2, 3, 1)[:, :, :, None, :]  # (W, j, b, i, y)
-    T4 = (Y4 @ pB).permute(0, 3, 1, 4, 2)                                      # (W, j, b, i, a) -> (i, j, a, b)
-    G = (T1 + T2 + T2.permute(0, 3, 4, 1, 2) + T4).reshape(W, nb, nb)
+    # (X = D_y^-1 in blocks), as two batched products, over a for the first two terms and over b
+    # for the last two; Dk = D^-1 with the labels innermost, read by symmetry (X[r, q] = X[q, r])
+    Dk = Dinv.permute(0, 2, 3, 1).contiguous()                                 # (W, m, m, ny)
+    Y = (Dk[:, :n1, :n1, None] + Dk[:, :n1, None, n1:]).mul_(pi[:, None])      # (W, a, i, j, y)
+    Ga = (Y.reshape(W, n1, nb, ny) @ pi.transpose(2, 3)).reshape(W, n1, n1, n2, n2)  # (W, a, i, j, b)
+    Y = (Dk[:, n1:, :n1, None] + Dk[:, n1:, None, n1:]).mul_(pi[:, None])      # (W, b, i, j, y)
+    Gb = (Y.reshape(W, n2, nb, ny) @ pi.permute(0, 2, 3, 1)).reshape(W, n2, n1, n2, n1)  # (W, b, i, j, a)
+    del Y, Dk
+    G = (Ga.permute(0, 2, 3, 1, 4) + Gb.permute(0, 2, 3, 4, 1)).reshape(W, nb, nb)
     beta = torch.where(blk, s * (1.0 / c - 1.0), 0.0).reshape(W, nb)
     big = beta.abs() > 1.0
     Cp = torch.where(big[..., None], G, beta[..., None] * G)
     Cp.diagonal(dim1=-2, dim2=-1).add_(torch.where(big, 1.0 / torch.where(big, beta, 1.0), 1.0))
-    Cinv, cinfo = torch.linalg.inv_ex(Cp)
-    ok = ok & (cinfo == 0) & torch.isfinite(Cinv).flatten(1).all(1) & torch.isfinite(Dinv).flatten(1).all(1)
+    LU, piv, cinfo = torch.linalg.lu_factor_ex(Cp)
+    ok = ok & (cinfo == 0) & torch.isfinite(LU).flatten(1).all(1) & torch.isfinite(Dinv).flatten(1).all(1)
     Dinv = torch.where(ok[:, None, None, None], Dinv, 0.0)
-    Cinv = torch.where(ok[:, None, None], Cinv, 0.0)
+    LU = torch.where(ok[:, None, None], LU, torch.eye(nb, dtype=dt, device=dev))
     bs = torch.where(big, 1.0, beta)
-    return ok, Dinv, Cinv, bs
+    return ok, Dinv, (LU, piv), bs
 
 
-def _solve_structured(Dinv, Cinv, bs, pi, rhs):
+def _solve_structured(Dinv, Cf, bs, pi, rhs):
     """M x = rhs (rhs (W, nr, R)) by the Woodbury identity on the structured
     factor: w = D^-1 rhs, z = C'^-1 (r beta U^T w), x = w - D^-1 U z (zero on
     the inactive rows)."""
@@ -393,7 +392,7 @@ def _solve_structured(Dinv, Cinv, bs, pi, rhs):
     w = Dinv @ rl                                                              # (W, ny, m, R)
     w1, w2 = w[:, :, :n1].transpose(1, 2), w[:, :, n1:].transpose(1, 2)        # (W, n1|n2, ny, R)
     tb = pi @ w1 + (pi.transpose(1, 2) @ w2).transpose(1, 2)                   # (W, n1, n2, R)
-    z = (Cinv @ (tb.reshape(W, n1 * n2, R) * bs[..., None])).reshape(W, n1, n2, R)
+    z = torch.linalg.lu_solve(Cf[0], Cf[1], tb.reshape(W, n1 * n2, R) * bs[..., None]).reshape(W, n1, n2, R)
     v1 = pi.transpose(2, 3) @ z                                                # (W, n1, ny, R)
     v2 = pi.permute(0, 2, 3, 1) @ z.transpose(1, 2)                            # (W, n2, ny, R)
     x = w - Dinv @ torch.cat((v1, v2), 1).transpose(1, 2)
@@ -403,23 +402,24 @@ def _solve_structured(Dinv, Cinv, bs, pi, rhs):
 
 class _Factor:
     """The iteration's factor of M for the items of a working set: the
-    structured factor (``Dinv``, ``Cinv``, ``bs``, ``pi``; None on the dense
+    structured factor (``Dinv``, ``Cf``, ``bs``, ``pi``; None on the dense
     path) and the dense factor (``L``, ``dsc``) of the items in ``dense``
     ((W,) bool: all of them on the dense path, those whose structured factor
     failed otherwise); ``pos`` maps an item to its row of ``L``."""
 
-    __slots__ = ("L", "dsc", "dense", "pos", "Dinv", "Cinv", "bs", "pi")
+    __slots__ = ("L", "dsc", "dense", "pos", "Dinv", "Cf", "bs", "pi")
 
-    def __init__(self, L, dsc, dense, Dinv=None, Cinv=None, bs=None, pi=None):
+    def __init__(self, L, dsc, dense, Dinv=None, Cf=None, bs=None, pi=None):
         self.L, self.dsc, self.dense = L, dsc, dense
         self.pos = torch.cumsum(dense.to(torch.int64), 0) - 1
-        self.Dinv, self.Cinv, self.bs, self.pi = Dinv, Cinv, bs, pi
+        self.Dinv, self.Cf, self.bs, self.pi = Dinv, Cf, bs, pi
 
     def take(self, idx):
         """The factor of the items ``idx`` (an index tensor)."""
         dense = self.dense[idx]
         sub = self.pos[idx][dense]
-        st = (None,) * 4 if self.Dinv is None else (self.Dinv[idx], self.Cinv[idx], self.bs[idx], self.pi[idx])
+        st = (None,) * 4 if self.Dinv is None else (self.Dinv[idx], (self.Cf[0][idx], self.Cf[1][idx]),
+                                                       self.bs[idx], self.pi[idx])
         return _Factor(self.L[sub], self.dsc[sub], dense, *st)
 
 
@@ -431,7 +431,7 @@ def _factor_any(structured, blk, s, c, pi, act):
     if not structured:
         L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
         return _Factor(L, dsc, torch.ones(W, dtype=torch.bool, device=pi.device))
-    ok, Dinv, Cinv, bs = _factor_structured(blk, s, c, pi, act)
+    ok, Dinv, Cf, bs = _factor_structured(blk, s, c, pi, act)
     dense = ~ok
     if bool(dense.any()):
         di = dense.nonzero().squeeze(1)
@@ -440,7 +440,7 @@ def _factor_any(structured, blk, s, c, pi, act):
         nr = act.shape[1]
         L = torch.zeros(0, nr, nr, dtype=pi.dtype, device=pi.device)
         dsc = torch.zeros(0, nr, dtype=pi.dtype, device=pi.device)
-    return _Factor(L, dsc, dense, Dinv, Cinv, bs, pi)
+    return _Factor(L, dsc, dense, Dinv, Cf, bs, pi)
 
 
 def _solve_any(fac, rhs):
@@ -451,7 +451,7 @@ def _solve_any(fac, rhs):
     if fac.Dinv is None:
         x = _solve(fac.L, fac.dsc, r)
     else:
-        x = _solve_structured(fac.Dinv, fac.Cinv, fac.bs, fac.pi, r)
+        x = _solve_structured(fac.Dinv, fac.Cf, fac.bs, fac.pi, r)
         if bool(fac.dense.any()):
             x[fac.dense] = _solve(fac.L, fac.dsc, r[fac.dense])
     return x[..., 0] if vec else x
