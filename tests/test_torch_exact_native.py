@@ -377,6 +377,199 @@ def test_directional_derivatives_engine_torch():
         assert float((Pt.grad * torch.tensor(v)).sum()) == pytest.approx(fd, rel=1e-4, abs=1e-6)
 
 
+# --------------------------------------------------------------------------- structured Newton solve
+STRUCTURED_SHAPES = [(2, 2, 300), (3, 2, 120), (4, 4, 40)]
+AGREE_STRUCT = 1e-9  # bits: torch engine (structured path) vs Numba, both certified at GAP_TOL
+
+
+def _sparse_many_labels(make_hist, shape):
+    """Items with many labels and the supports that stress a per-label
+    factorization: zero cells, an empty label, a label on a single cell (one
+    block, disconnected from every other block), a label on one x1 row only
+    (a star), a label whose x1 and x2 values are used by no other label, a
+    whole x1 row missing, and Y a function of X1 (p(y | x1) one-hot)."""
+    n1, n2, ny = shape
+    rows = [make_hist(shape, alpha=1.0), make_hist(shape, alpha=0.3, zero_frac=0.4)]
+    P = make_hist(shape, alpha=0.5, zero_frac=0.2)
+    P[:, :, 0] = 0.0                     # an empty label
+    P[:, :, 1] = 0.0
+    P[0, n2 - 1, 1] = 0.3                # a label on one cell
+    P[:, :, 2] = 0.0
+    P[n1 - 1, :, 2] = 0.05               # a label on one x1 row
+    rows.append(P / P.sum())
+    P = make_hist(shape, alpha=1.0, zero_frac=0.1)
+    P[0, :, :] = 0.0                     # x1 = 0 only with label 3 ...
+    P[:, 0, :] = 0.0                     # ... and x2 = 0 too: a label apart
+    P[:, :, 3] = 0.0
+    P[0, 0, 3] = 0.2
+    if n1 > 2:
+        P[n1 - 1] = 0.0                  # a whole x1 row missing
+    rows.append(P / P.sum())
+    det = np.zeros(shape)
+    for i in range(n1):
+        det[i, :, (7 * i) % ny] = make_hist((1, n2, 1))[0, :, 0] / n1
+    rows.append(det / det.sum())
+    return np.stack(rows)
+
+
+def test_structured_rule_is_the_numba_kernels():
+    """The torch engine takes the structured path exactly where the Numba
+    kernel does for an item of that shape with full support (its flop rule on
+    its own support data), e.g. not at 20x20x6, yes at 20x20x101, 2x2x1000."""
+    for shape in [(2, 2, 2), (2, 2, 30), (3, 4, 5), (2, 2, 300), (3, 2, 120), (4, 4, 40), (8, 8, 4),
+                  (6, 6, 40), (20, 20, 6), (20, 20, 28), (20, 20, 101), (2, 2, 1000), (12, 12, 5)]:
+        P = np.full(shape, 1.0 / np.prod(shape))
+        a, b, py, mask, ridx, na = nb._support(P)
+        lrow, lcnt, blist, pos1, pos2 = nb._label_structure(mask, ridx)
+        st, dense = nb._structured_cost(mask, lcnt, blist.shape[0])
+        assert tk._use_structured(*shape) == (st < 0.5 * dense), shape
+        assert tk._structured_cost(*shape) == pytest.approx((st, dense), rel=1e-12)
+    assert not tk._use_structured(20, 20, 6) and tk._use_structured(20, 20, 101)
+    with pytest.raises(TypeError, match="structured"):
+        tk.solve_batch(torch.ones(1, 2, 2, 2) / 8, 1e-9, FEAS_TOL, 10, structured="yes")
+
+
+@pytest.mark.parametrize("slack", [0.3, 1.0, 2.5, "mixed"])
+@pytest.mark.parametrize("shape", [(2, 2, 7), (3, 4, 5), (5, 2, 9)])
+def test_structured_factor_solves_the_newton_system(shape, slack):
+    """Per-label inverses plus the Woodbury correction solve A B A^T x = r on
+    the active rows (x = 0 on the inactive ones), for blocks with c < 1,
+    c = 1 (beta = 0) and c > 1 (beta < 0, an indefinite correction), with
+    empty blocks, zero cells and an empty label, for every item of a batch."""
+    n1, n2, ny = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    W = 3
+    P = torch.rand(W, n1, n2, ny, generator=g, dtype=torch.float64)
+    P[0, 0, 0] = 0.0                                  # an empty block
+    P[1, :, :, 1] = 0.0                               # an empty label
+    P[2] = torch.where(torch.rand(n1, n2, ny, generator=g) < 0.3, 0.0, P[2])
+    P = P / P.sum((1, 2, 3), keepdim=True)
+    a, b, py, mask, q0, act = tk._setup(P)
+    blk = mask.any(-1)
+    pi = torch.where(mask, torch.rand(W, n1, n2, ny, generator=g, dtype=torch.float64), 0.0)
+    pi = pi / pi.sum(-1, keepdim=True).clamp(min=1e-300)
+    s = torch.where(blk, 0.1 + 2 * torch.rand(W, n1, n2, generator=g, dtype=torch.float64), 0.0)
+    levels = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    cc = (levels[torch.randint(0, 3, (W, n1, n2), generator=g)] if slack == "mixed"
+          else torch.full((W, n1, n2), float(slack), dtype=torch.float64))
+    c = torch.where(blk, cc, 1.0)
+    fac = tk._factor_any(True, blk, s, c, pi, act)
+    assert fac.Dinv is not None and not bool(fac.dense.any())
+    H = tk._block_hessian(blk, s, c, pi)
+    v = act.double()
+    M = tk._assemble(H, v[:, : n1 * ny].reshape(W, n1, ny), v[:, n1 * ny:].reshape(W, n2, ny), act)
+    rhs = torch.where(act[..., None], torch.randn(W, act.shape[1], 3, generator=g, dtype=torch.float64), 0.0)
+    x = tk._solve_any(fac, rhs)
+    assert bool((x[~act] == 0).all())
+    scale = rhs.abs().amax() * max(1.0, float(M.abs().amax()))
+    assert float((M @ x - rhs).abs().amax()) <= 1e-10 * scale
+    xd = tk._solve_any(tk._factor_any(False, blk, s, c, pi, act), rhs[..., 0])
+    assert torch.allclose(x[..., 0], xd, rtol=0, atol=1e-8 * float(xd.abs().amax()))
+
+
+@pytest.mark.parametrize("shape", STRUCTURED_SHAPES)
+def test_structured_path_agrees_with_numba(make_hist, shape):
+    """Shapes that take the structured path: every item (zero cells, empty
+    and single-cell labels, deterministic Y) is certified by the torch solver
+    itself, in as many Newton steps as the Numba kernel, and its atoms agree
+    with the Numba engine's to AGREE_STRUCT bits; the certificates are
+    re-checked with the Numba kernel's own functions."""
+    assert tk._use_structured(*shape)
+    P = _sparse_many_labels(make_hist, shape)
+    gap_tol = GAP_TOL * LOG2
+    q, f, g, it, gap, viol, st = (t.numpy() for t in tk.solve_batch(torch.tensor(P), gap_tol, FEAS_TOL, 200))
+    *_, rit, rgap, _, rst = nb.solve_batch(P, gap_tol, FEAS_TOL, 200)
+    assert np.all(st == 0) and np.all(rst == 0), (st, rst)
+    assert np.array_equal(it, rit), (it, rit)
+    for t in range(len(P)):
+        a, b = P[t].sum(1), P[t].sum(0)
+        mask = (a[:, None, :] > 0) & (b[None, :, :] > 0)
+        assert nb._violation(q[t], a, b) <= FEAS_TOL
+        F0, Dv = nb._certificate(q[t], mask, a, b, f[t], g[t])
+        assert F0 - Dv <= gap_tol
+    r = _pid(torch.tensor(P), engine="torch", tol=GAP_TOL)
+    assert r.info["numba_fallback"] == 0 and bool(r.converged.all())
+    ref = _pid(P, tol=GAP_TOL)
+    assert ref.converged.all()
+    _assert_agree(r, ref, AGREE_STRUCT)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 300), (4, 4, 40)])
+def test_structured_and_forced_dense_torch_agree(make_hist, shape):
+    """The structured and the dense factor are two ways to the same Newton
+    step: same statuses and iteration counts, optimal values within the
+    certified gaps, and the same certificates (checked independently)."""
+    P = torch.tensor(_sparse_many_labels(make_hist, shape)[:3])
+    gap_tol = GAP_TOL * LOG2
+    outs = {m: tk.solve_batch(P, gap_tol, FEAS_TOL, 200, structured=m) for m in (True, False)}
+    (qs, fs, gs, its, gaps, _, sts), (qd, fd, gd, itd, gapd, _, std) = outs[True], outs[False]
+    assert torch.equal(sts, std) and bool((sts == 0).all())
+    assert torch.equal(its, itd)
+    for t in range(len(P)):
+        p = P[t].numpy()
+        a, b = p.sum(1), p.sum(0)
+        mask = (a[:, None, :] > 0) & (b[None, :, :] > 0)
+        F0s, _ = nb._certificate(qs[t].numpy(), mask, a, b, fs[t].numpy(), gs[t].numpy())
+        F0d, _ = nb._certificate(qd[t].numpy(), mask, a, b, fd[t].numpy(), gd[t].numpy())
+        assert abs(F0s - F0d) <= float(gaps[t] + gapd[t]) + 1e-15
+
+
+def test_structured_items_falling_back_to_the_dense_factor(make_hist, monkeypatch):
+    """Items whose structured factor fails (a label block not numerically
+    positive definite, a singular capacitance matrix) are factored densely in
+    that iteration, as in the Numba kernel, inside the same batch: forcing
+    the failure on some items in some iterations changes nothing."""
+    P = torch.tensor(_sparse_many_labels(make_hist, (3, 2, 120)))
+    gap_tol = GAP_TOL * LOG2
+    ref = tk.solve_batch(P, gap_tol, FEAS_TOL, 200)
+    real = tk._factor_structured
+    calls = []
+    gen = torch.Generator().manual_seed(5)
+
+    def flaky(blk, s, c, pi, act):
+        ok, Dinv, Cf, bs = real(blk, s, c, pi, act)
+        fail = torch.rand(ok.shape, generator=gen) < 0.5  # about half the items, different each call
+        calls.append(int(fail.sum()))
+        return ok & ~fail, torch.where(fail[:, None, None, None], torch.nan, Dinv), Cf, bs
+
+    monkeypatch.setattr(tk, "_factor_structured", flaky)
+    out = tk.solve_batch(P, gap_tol, FEAS_TOL, 200)
+    assert sum(calls) > 0 and min(calls) < len(P)
+    assert torch.equal(out[6], ref[6]) and bool((out[6] == 0).all())
+    assert torch.equal(out[3], ref[3])
+    assert torch.allclose(out[4], ref[4], rtol=0, atol=1e-12)
+    for t in range(len(P)):
+        p = P[t].numpy()
+        a, b = p.sum(1), p.sum(0)
+        mask = (a[:, None, :] > 0) & (b[None, :, :] > 0)
+        F0, Dv = nb._certificate(out[0][t].numpy(), mask, a, b, out[1][t].numpy(), out[2][t].numpy())
+        assert F0 - Dv <= gap_tol
+
+
+def test_structured_batch_mixing_sparse_items(make_hist):
+    """A structured-path batch (3x3x40) mixing known gates padded with empty
+    rows and labels, a single cell, a dense and a very sparse histogram:
+    certified by the torch solver itself, known atoms exact, agreement with
+    the Numba engine, and each item alone equals the item in the batch."""
+    shape = (3, 3, 40)
+    assert tk._use_structured(*shape)
+    rows = [_pad(D.xor(), shape), _pad(D.and_(), shape), _pad(D.rdn(), shape), _pad(D.unq(), shape)]
+    single = np.zeros(shape)
+    single[2, 1, 17] = 1.0
+    rows += [single, make_hist(shape, alpha=1.0), make_hist(shape, alpha=0.05, zero_frac=0.7)]
+    P = np.stack(rows)
+    r = _pid(torch.tensor(P), engine="torch", tol=GAP_TOL)
+    assert r.info["numba_fallback"] == 0 and bool(r.converged.all())
+    _assert_agree(r, _pid(P, tol=GAP_TOL), AGREE_STRUCT)
+    for i, name in enumerate(("xor", "and_", "rdn", "unq")):
+        for k, v in TEXTBOOK[name].items():
+            assert abs(float(getattr(r, k)[i]) - v) <= 1e-9
+    for i in (4, 6):
+        ri = _pid(torch.tensor(P[i : i + 1]), engine="torch", tol=GAP_TOL)
+        rb = SimpleNamespace(**{k: getattr(r, k)[i : i + 1] for k in KEYS + ("gap", "converged")})
+        _assert_agree(ri, rb, AGREE_STRUCT)
+
+
 # --------------------------------------------------------------------------- CUDA
 @pytest.mark.cuda
 @needs_cuda
@@ -416,3 +609,19 @@ def test_cuda_gates_and_gradients_match_numba_engine():
     assert torch.allclose(Pc.grad.cpu(), Ph.grad, rtol=1e-6, atol=1e-8)
     x = fastpid.pid(torch.tensor(D.xor(), device="cuda"), tol=1e-10)
     assert abs(float(x.S) - 1.0) <= 1e-9
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("shape", [(2, 2, 300), (4, 4, 40)])
+def test_cuda_structured_path_matches_cpu(make_hist, shape):
+    """The structured path on CUDA: same statuses and iteration counts as on
+    the CPU, and the same certified optimum."""
+    P = torch.tensor(_sparse_many_labels(make_hist, shape))
+    out_c = tk.solve_batch(P.cuda(), GAP_TOL * LOG2, FEAS_TOL, 200)
+    out_h = tk.solve_batch(P, GAP_TOL * LOG2, FEAS_TOL, 200)
+    assert torch.equal(out_c[6].cpu(), out_h[6]) and bool((out_h[6] == 0).all())
+    assert torch.equal(out_c[3].cpu(), out_h[3])
+    r = _pid(P.cuda(), tol=GAP_TOL)
+    assert r.info["engine"] == "torch" and r.info["numba_fallback"] == 0
+    _assert_agree(r, _pid(P.numpy(), tol=GAP_TOL), AGREE_STRUCT)

@@ -26,7 +26,19 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   scaling and batched ``torch.linalg.cholesky_ex``, items whose factorization
   fails regularized (REG_START, then x REG_GROWTH per retry, up to
   REG_RETRIES retries, as the Numba kernel) and refactored alone; predictor and corrector share the
-  factor (batched ``cholesky_solve``);
+  factor (batched triangular solves).  Where it needs under half the flops
+  (many labels, few blocks; the Numba kernel's ``_structured_cost`` rule for
+  the chunk's shape, ``_use_structured``), the same system is solved instead
+  as D + U diag(beta) U^T (``_factor_structured``, ``_solve_structured``):
+  D block diagonal over the labels, its (n1 + n2)-square label blocks stacked
+  into the batch dimension, Jacobi-scaled, Cholesky-factored and inverted in
+  one batched call; U one column A pi per block, beta = s (1/c - 1); the
+  Woodbury correction with the row-scaled capacitance matrix
+  diag(r) (I + diag(beta) U^T D^-1 U), well posed for beta < 0 and beta = 0.
+  Items whose structured factor fails are factored densely in that iteration
+  (as the Numba kernel).  Directions, projections and certificates use
+  whichever factor the item has (``_Factor``, ``_solve_any``); the
+  certificate never depends on how the step was found;
 * Mehrotra predictor-corrector: sigma = mu_aff / mu, floored at 0.1 (0.3 after
   a damped step), capped at SIGMA_MAX; the corrector (second-order terms, with the
   curvature of the slacks along the affine step, as the Numba kernel) and the
@@ -289,6 +301,162 @@ def _solve(L, dsc, rhs):
     return x[..., 0] if vec else x
 
 
+# --------------------------------------------------------------------------- structured Newton solve
+def _structured_cost(n1, n2, ny):
+    """Flops of one structured factorization and of the dense Cholesky factor
+    for an item of shape (n1, n2, ny) with full support: the Numba kernel's
+    ``_structured_cost`` rule (n1 + n2 - 1 active rows per label, n1 n2
+    blocks), applied here to the chunk's shape.  Returns (structured, dense)."""
+    m = n1 + n2 - 1
+    nb = n1 * n2
+    st = ny * (float(m) ** 3 + 2.0 * m * nb + 2.0 * float(nb) * nb) + 2.0 * float(nb) ** 3
+    return st, float(m * ny) ** 3 / 3.0
+
+
+def _use_structured(n1, n2, ny):
+    """The Numba kernel's choice: structured when it needs under half the flops."""
+    st, dense = _structured_cost(n1, n2, ny)
+    return st < 0.5 * dense
+
+
+def _factor_structured(blk, s, c, pi, act):
+    """Structured factorization of M = A B A^T = D + U diag(beta) U^T for a
+    batch (as the Numba kernel's ``_factor_structured``): D block diagonal
+    over the labels, each block the (x1, y), (x2, y) rows of label y
+    (A_y diag(s pi_y) A_y^T, an (n1 + n2)-square bipartite system; the labels
+    are stacked into the batch dimension, Jacobi-scaled, Cholesky-factored
+    and inverted by batched ``torch.linalg`` calls), U one column A pi_b per
+    (x1, x2) block b, beta_b = s_b (1/c_b - 1).  The capacitance matrix
+    C' = diag(r) (I + diag(beta) G), G = U^T D^-1 U, r_b = 1/beta_b where
+    |beta_b| > 1 (else 1), stays well posed for beta of any sign or zero
+    (c >= 1); it is LU-factored (``lu_factor_ex``; the Numba kernel inverts it).
+
+    Returns (ok (W,), Dinv (W, ny, m, m), Cf = (LU, pivots) of C', bs (W, nb),
+    the scaling r beta of U^T w).  Dinv is zero on the inactive rows and
+    columns; ok is False for items with a label block that is not
+    numerically positive definite or a capacitance matrix that is singular or
+    not finite (the caller factors those items densely, as the Numba kernel)."""
+    W, n1, n2, ny = pi.shape
+    m, nb = n1 + n2, n1 * n2
+    dt, dev = pi.dtype, pi.device
+    sp = s[..., None] * pi                                                     # (W, n1, n2, ny)
+    actl = torch.cat((act[:, : n1 * ny].reshape(W, n1, ny), act[:, n1 * ny:].reshape(W, n2, ny)), 1)
+    actl = actl.transpose(1, 2)                                                # (W, ny, m)
+    Dm = torch.zeros(W, ny, m, m, dtype=dt, device=dev)
+    diag = torch.cat((sp.sum(2), sp.sum(1)), 1).transpose(1, 2)                # (W, ny, m)
+    Dm[..., :n1, n1:] = sp.permute(0, 3, 1, 2)
+    Dm[..., n1:, :n1] = sp.permute(0, 3, 2, 1)
+    both = actl[..., :, None] & actl[..., None, :]
+    Dm = torch.where(both, Dm, 0.0)
+    ok = ~(actl & ~(diag > 0)).flatten(1).any(1)
+    dg = torch.where(actl, diag, 1.0)
+    d = torch.where(dg > 0, torch.rsqrt(torch.where(dg > 0, dg, 1.0)), 1.0)    # Jacobi, 1 on inactive rows
+    Ds = Dm * d[..., :, None] * d[..., None, :]
+    Ds.diagonal(dim1=-2, dim2=-1).copy_(torch.where(actl, diag * d * d, 1.0))
+    Lk, info = torch.linalg.cholesky_ex(Ds.reshape(W * ny, m, m))
+    ok = ok & (info.reshape(W, ny) == 0).all(1)
+    Lk = torch.where(ok.repeat_interleave(ny)[:, None, None], Lk,
+                     torch.eye(m, dtype=dt, device=dev))
+    Dinv = torch.cholesky_inverse(Lk).reshape(W, ny, m, m) * d[..., :, None] * d[..., None, :]
+    Dinv = torch.where(both, Dinv, 0.0)
+    # G = U^T D^-1 U: G[(i,j),(a,b)] = sum_y pi_ijy pi_aby (X11[i,a] + X12[i,b] + X12[a,j] + X22[j,b])
+    # (X = D_y^-1 in blocks), as two batched products, over a for the first two terms and over b
+    # for the last two; Dk = D^-1 with the labels innermost, read by symmetry (X[r, q] = X[q, r])
+    Dk = Dinv.permute(0, 2, 3, 1).contiguous()                                 # (W, m, m, ny)
+    Y = (Dk[:, :n1, :n1, None] + Dk[:, :n1, None, n1:]).mul_(pi[:, None])      # (W, a, i, j, y)
+    Ga = (Y.reshape(W, n1, nb, ny) @ pi.transpose(2, 3)).reshape(W, n1, n1, n2, n2)  # (W, a, i, j, b)
+    Y = (Dk[:, n1:, :n1, None] + Dk[:, n1:, None, n1:]).mul_(pi[:, None])      # (W, b, i, j, y)
+    Gb = (Y.reshape(W, n2, nb, ny) @ pi.permute(0, 2, 3, 1)).reshape(W, n2, n1, n2, n1)  # (W, b, i, j, a)
+    del Y, Dk
+    G = (Ga.permute(0, 2, 3, 1, 4) + Gb.permute(0, 2, 3, 4, 1)).reshape(W, nb, nb)
+    beta = torch.where(blk, s * (1.0 / c - 1.0), 0.0).reshape(W, nb)
+    big = beta.abs() > 1.0
+    Cp = torch.where(big[..., None], G, beta[..., None] * G)
+    Cp.diagonal(dim1=-2, dim2=-1).add_(torch.where(big, 1.0 / torch.where(big, beta, 1.0), 1.0))
+    LU, piv, cinfo = torch.linalg.lu_factor_ex(Cp)
+    ok = ok & (cinfo == 0) & torch.isfinite(LU).flatten(1).all(1) & torch.isfinite(Dinv).flatten(1).all(1)
+    Dinv = torch.where(ok[:, None, None, None], Dinv, 0.0)
+    LU = torch.where(ok[:, None, None], LU, torch.eye(nb, dtype=dt, device=dev))
+    bs = torch.where(big, 1.0, beta)
+    return ok, Dinv, (LU, piv), bs
+
+
+def _solve_structured(Dinv, Cf, bs, pi, rhs):
+    """M x = rhs (rhs (W, nr, R)) by the Woodbury identity on the structured
+    factor: w = D^-1 rhs, z = C'^-1 (r beta U^T w), x = w - D^-1 U z (zero on
+    the inactive rows)."""
+    W, n1, n2, ny = pi.shape
+    R = rhs.shape[-1]
+    o2 = n1 * ny
+    rl = torch.cat((rhs[:, :o2].reshape(W, n1, ny, R), rhs[:, o2:].reshape(W, n2, ny, R)), 1).transpose(1, 2)
+    w = Dinv @ rl                                                              # (W, ny, m, R)
+    w1, w2 = w[:, :, :n1].transpose(1, 2), w[:, :, n1:].transpose(1, 2)        # (W, n1|n2, ny, R)
+    tb = pi @ w1 + (pi.transpose(1, 2) @ w2).transpose(1, 2)                   # (W, n1, n2, R)
+    z = torch.linalg.lu_solve(Cf[0], Cf[1], tb.reshape(W, n1 * n2, R) * bs[..., None]).reshape(W, n1, n2, R)
+    v1 = pi.transpose(2, 3) @ z                                                # (W, n1, ny, R)
+    v2 = pi.permute(0, 2, 3, 1) @ z.transpose(1, 2)                            # (W, n2, ny, R)
+    x = w - Dinv @ torch.cat((v1, v2), 1).transpose(1, 2)
+    x = x.transpose(1, 2)                                                      # (W, m, ny, R)
+    return torch.cat((x[:, :n1].reshape(W, o2, R), x[:, n1:].reshape(W, n2 * ny, R)), 1)
+
+
+class _Factor:
+    """The iteration's factor of M for the items of a working set: the
+    structured factor (``Dinv``, ``Cf``, ``bs``, ``pi``; None on the dense
+    path) and the dense factor (``L``, ``dsc``) of the items in ``dense``
+    ((W,) bool: all of them on the dense path, those whose structured factor
+    failed otherwise); ``pos`` maps an item to its row of ``L``."""
+
+    __slots__ = ("L", "dsc", "dense", "pos", "Dinv", "Cf", "bs", "pi")
+
+    def __init__(self, L, dsc, dense, Dinv=None, Cf=None, bs=None, pi=None):
+        self.L, self.dsc, self.dense = L, dsc, dense
+        self.pos = torch.cumsum(dense.to(torch.int64), 0) - 1
+        self.Dinv, self.Cf, self.bs, self.pi = Dinv, Cf, bs, pi
+
+    def take(self, idx):
+        """The factor of the items ``idx`` (an index tensor)."""
+        dense = self.dense[idx]
+        sub = self.pos[idx][dense]
+        st = (None,) * 4 if self.Dinv is None else (self.Dinv[idx], (self.Cf[0][idx], self.Cf[1][idx]),
+                                                       self.bs[idx], self.pi[idx])
+        return _Factor(self.L[sub], self.dsc[sub], dense, *st)
+
+
+def _factor_any(structured, blk, s, c, pi, act):
+    """The iteration's factor: on the dense path (``structured`` False) the
+    Jacobi-scaled dense Cholesky factor of every item; on the structured path
+    the structured factor, and the dense one of the items where it fails."""
+    W = pi.shape[0]
+    if not structured:
+        L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
+        return _Factor(L, dsc, torch.ones(W, dtype=torch.bool, device=pi.device))
+    ok, Dinv, Cf, bs = _factor_structured(blk, s, c, pi, act)
+    dense = ~ok
+    if bool(dense.any()):
+        di = dense.nonzero().squeeze(1)
+        L, dsc = _factor(_block_hessian(blk[di], s[di], c[di], pi[di]), act[di])
+    else:
+        nr = act.shape[1]
+        L = torch.zeros(0, nr, nr, dtype=pi.dtype, device=pi.device)
+        dsc = torch.zeros(0, nr, dtype=pi.dtype, device=pi.device)
+    return _Factor(L, dsc, dense, Dinv, Cf, bs, pi)
+
+
+def _solve_any(fac, rhs):
+    """M x = rhs for rhs (W, n) or (W, n, R) with the iteration's factor
+    (structured or dense per item); x = 0 on the inactive rows."""
+    vec = rhs.dim() == 2
+    r = rhs[..., None] if vec else rhs
+    if fac.Dinv is None:
+        x = _solve(fac.L, fac.dsc, r)
+    else:
+        x = _solve_structured(fac.Dinv, fac.Cf, fac.bs, fac.pi, r)
+        if bool(fac.dense.any()):
+            x[fac.dense] = _solve(fac.L, fac.dsc, r[fac.dense])
+    return x[..., 0] if vec else x
+
+
 def _rows(u1, u2):
     """Stack (W, n1, ny [, R]) and (W, n2, ny [, R]) into constraint rows (W, nr [, R])."""
     W = u1.shape[0]
@@ -296,14 +464,14 @@ def _rows(u1, u2):
     return torch.cat((u1.reshape(W, -1, *tail), u2.reshape(W, -1, *tail)), 1)
 
 
-def _direction(L, dsc, act, a, b, pi, coef):
+def _direction(fac, act, a, b, pi, coef):
     """Solve M (df, dg) = (a, b) - A[coef * pi] for coef (W, n1, n2, R) (R
     right-hand sides); returns df (W, n1, ny, R), dg (W, n2, ny, R), zero on
     the dropped rows."""
     W, n1, n2, ny = pi.shape
     cp = coef[:, :, :, None, :] * pi[..., None]              # (W, n1, n2, ny, R)
     full = _rows(a[..., None] - cp.sum(2), b[..., None] - cp.sum(1))
-    x = _solve(L, dsc, torch.where(act[..., None], full, 0.0))
+    x = _solve_any(fac, torch.where(act[..., None], full, 0.0))
     R = x.shape[-1]
     return x[:, : n1 * ny].reshape(W, n1, ny, R), x[:, n1 * ny:].reshape(W, n2, ny, R)
 
@@ -315,7 +483,7 @@ def _curvature(pi, df, dg):
     return t, ((pi * d * d).sum(-1) - t * t).clamp(min=0.0)
 
 
-def _project(L, dsc, act, a, b, mask, blk, s, c, pi, target, rounds):
+def _project(fac, act, a, b, mask, blk, s, c, pi, target, rounds):
     """A feasible q near q0 = s softmax(f + g), per item: corrections
     q += s pi (u + (1/c - 1) pi.u), u = A^T y, A B A^T y = (a, b) - A q (the
     iteration's factor), repeated while the violation exceeds ``target``; a
@@ -331,7 +499,7 @@ def _project(L, dsc, act, a, b, mask, blk, s, c, pi, target, rounds):
         if not bool(run.any()):
             break
         idx = run.nonzero().squeeze(1)
-        y = _solve(L[idx], dsc[idx], rhs[idx])
+        y = _solve_any(fac.take(idx), rhs[idx])
         y1 = y[:, : n1 * ny].reshape(-1, n1, ny)
         y2 = y[:, n1 * ny:].reshape(-1, n2, ny)
         u = y1[:, :, None, :] + y2[:, None, :, :]
@@ -368,23 +536,38 @@ def _setup(p):
 
 
 # --------------------------------------------------------------------------- driver
-def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None):
+def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None, structured=None):
     """Solve a batch of normalized distributions ``p`` (B, n1, n2, ny), any
     floating dtype, on ``p.device``; computed in float64.
 
     ``gap_tol`` is in nats.  Returns float64 / int64 tensors on ``p.device``:
     (q, f, g, iterations, gap_nats, violation, status) with the Numba kernel's
     status codes (0 converged, 1 max_iter, 2 stalled, 3 numerical failure).
+    ``structured``: how the Newton systems are solved: None (default) chooses
+    by the Numba kernel's flop rule for the chunk's shape (structured per-label
+    factors with a Woodbury correction for many labels and few blocks, the
+    dense Cholesky factor otherwise), True or False forces one (the certificate
+    is the same either way).
     ``chunk``: distributions solved together (default: on CUDA, what fits in
     a sixth of the free device memory at about 4 (n1+n2)^2 ny^2 + 3 n1 n2 ny^2
-    + 40 n1 n2 ny float64 numbers per distribution; on the CPU 2**24 numbers,
-    which keeps the working set cache-friendly).
+    + 40 n1 n2 ny float64 numbers per distribution on the dense path, about
+    6 ny (n1+n2)^2 + 8 (n1 n2)^2 + 3 n1 n2 ny max(n1, n2) + 40 n1 n2 ny on the
+    structured one; on the CPU 2**24 numbers, which keeps the working set
+    cache-friendly).
     """
+    if structured is not None and not isinstance(structured, bool):
+        raise TypeError(f"structured must be None, True or False, got {structured!r}")
     p = p.detach().to(torch.float64)
     B, n1, n2, ny = p.shape
     nr = (n1 + n2) * ny
+    if structured is None:
+        structured = _use_structured(n1, n2, ny)
     if chunk is None:
-        per_item = 4 * nr * nr + 3 * n1 * n2 * ny * ny + 40 * n1 * n2 * ny
+        if structured:
+            m, nb = n1 + n2, n1 * n2
+            per_item = 6 * ny * m * m + 8 * nb * nb + 3 * n1 * n2 * ny * max(n1, n2) + 40 * n1 * n2 * ny
+        else:
+            per_item = 4 * nr * nr + 3 * n1 * n2 * ny * ny + 40 * n1 * n2 * ny
         budget = 1 << 24
         if p.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(p.device)
@@ -392,7 +575,7 @@ def solve_batch(p, gap_tol, feas_tol, max_iter, *, chunk=None):
         chunk = max(1, budget // per_item)
     else:
         chunk = max(1, int(chunk))
-    outs = [_solve_chunk(p[s:s + chunk], gap_tol, feas_tol, max_iter) for s in range(0, B, chunk)]
+    outs = [_solve_chunk(p[s:s + chunk], gap_tol, feas_tol, max_iter, structured) for s in range(0, B, chunk)]
     if len(outs) == 1:
         return outs[0]
     return tuple(torch.cat([o[k] for o in outs]) for k in range(7))
@@ -466,18 +649,18 @@ def _gap_mu(blk, s, c):
     return torch.where(blk, s * c, 0.0).sum((1, 2))
 
 
-def _certify(L, dsc, act, a, b, mask, blk, s, c, pi, f, g, feas_tol):
+def _certify(fac, act, a, b, mask, blk, s, c, pi, f, g, feas_tol):
     """Certificate of the current iterates (as the Numba kernel): q projected
     onto the marginals, round-off removed by alternating scaling, gap bounded
     with (f, g).  Returns (q, gap, violation)."""
-    qc = _project(L, dsc, act, a, b, mask, blk, s, c, pi, 0.1 * feas_tol, PROJECT_ROUNDS)
+    qc = _project(fac, act, a, b, mask, blk, s, c, pi, 0.1 * feas_tol, PROJECT_ROUNDS)
     qc, vc = _restore(qc, a, b, 0.1 * feas_tol, RESTORE_SWEEPS)
     qc, vc = _round_where(qc, a, b, mask, vc, 0.1 * feas_tol)
     F0, Dv = _certificate(qc, mask, a, b, f, g)
     return qc, F0 - Dv, vc
 
 
-def _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha):
+def _predictor(fac, act, a, b, blk, s, c, pi, mu, prev_alpha):
     """Affine step (sigma = 0): M d = (a, b); slopes t, curvatures va,
     multiplier changes dsa per block, and the centering sigma = mu_aff / mu
     floored (more after a damped step), a pure centering step after a very
@@ -485,7 +668,7 @@ def _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha):
     W, n1, n2, ny = pi.shape
     dt, dev = pi.dtype, pi.device
     zero = torch.zeros(W, n1, n2, 1, dtype=dt, device=dev)
-    dfa, dga = _direction(L, dsc, act, a, b, pi, zero)
+    dfa, dga = _direction(fac, act, a, b, pi, zero)
     t, va = _curvature(pi, dfa[..., 0], dga[..., 0])
     dsa = torch.where(blk, s * (t / c - 1.0), 0.0)
     tp = blk & (t > 0)
@@ -502,7 +685,7 @@ def _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha):
     return t, va, dsa, sigma, corr
 
 
-def _corrector(L, dsc, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa):
+def _corrector(fac, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa):
     """Corrector with the second-order terms (ds_aff dc_aff with dc_aff =
     -(t + va / 2), and s va / 2) and the plain barrier-Newton step (a descent
     direction of the merit) solved together as two right-hand sides; each item
@@ -512,7 +695,7 @@ def _corrector(L, dsc, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa):
     tgt0 = smw + corr[:, None, None] * (dsa * (t + 0.5 * va) + 0.5 * s * va)
     tgt = torch.stack((tgt0, smw), -1)                              # (W, n1, n2, 2)
     coef = torch.where(blk[..., None], tgt / c[..., None], 0.0)
-    df2, dg2 = _direction(L, dsc, act, a, b, pi, coef)
+    df2, dg2 = _direction(fac, act, a, b, pi, coef)
     tc2 = (pi[..., None] * (df2[:, :, None] + dg2[:, None, :])).sum(-2)  # (W, n1, n2, 2)
     slope2 = (-(a[..., None] * df2).sum((1, 2)) - (b[..., None] * dg2).sum((1, 2))
               + torch.where(blk[..., None], smw[..., None] * tc2 / c[..., None], 0.0).sum((1, 2)))
@@ -553,7 +736,7 @@ def _update_multipliers(blk, s, c, ds, asl, smu, w, found):
     return torch.where(found[:, None, None], sn, s)
 
 
-def _solve_chunk(p, gap_tol, feas_tol, max_iter):
+def _solve_chunk(p, gap_tol, feas_tol, max_iter, structured):
     B, n1, n2, ny = p.shape
     dev, dt = p.device, p.dtype
     a, b, py, mask, q0, act = _setup(p)
@@ -590,7 +773,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
 
     while True:
         mu = _gap_mu(blk, s, c)
-        L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
+        fac = _factor_any(structured, blk, s, c, pi, act)
 
         # certification: once mu (the gap of the current pair when q is
         # feasible) is near the tolerance, or when the item is about to stop
@@ -598,7 +781,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
         cert = (mu <= CERTIFY * gap_tol) | (it >= max_iter) | (stall >= STALL - 1) | failed
         if bool(cert.any()):
             ci = cert.nonzero().squeeze(1)
-            qc, gc, vc = _certify(L[ci], dsc[ci], act[ci], a[ci], b[ci], mask[ci], blk[ci], s[ci], c[ci],
+            qc, gc, vc = _certify(fac.take(ci), act[ci], a[ci], b[ci], mask[ci], blk[ci], s[ci], c[ci],
                                   pi[ci], f[ci], g[ci], feas_tol)
             q[ci], gap[ci], viol[ci] = qc, gc, vc
             fin = torch.isfinite(gc)
@@ -630,16 +813,17 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter):
                 break
             orig = orig[rest]
             (pw_, a, b, py, mask, act, blk, f, g, c, pi, s, w, q, it, stall, prev_alpha, best_mu,
-             best_gap, best_viol, gap, viol, failed, qbest, fbest, gbest, mu, L, dsc) = (
+             best_gap, best_viol, gap, viol, failed, qbest, fbest, gbest, mu) = (
                 t[rest] for t in (pw_, a, b, py, mask, act, blk, f, g, c, pi, s, w, q, it, stall,
                                   prev_alpha, best_mu, best_gap, best_viol, gap, viol, failed, qbest,
-                                  fbest, gbest, mu, L, dsc))
+                                  fbest, gbest, mu))
+            fac = fac.take(rest)
             W = orig.numel()
         it = it + 1
 
-        t, va, dsa, sigma, corr = _predictor(L, dsc, act, a, b, blk, s, c, pi, mu, prev_alpha)
+        t, va, dsa, sigma, corr = _predictor(fac, act, a, b, blk, s, c, pi, mu, prev_alpha)
         smu = sigma * mu
-        target, df, dg, tc, slope = _corrector(L, dsc, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa)
+        target, df, dg, tc, slope = _corrector(fac, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa)
         ds, ax, asl, eta = _step_lengths(blk, s, c, mu, target, tc, df, dg)
         found, alpha, fn, gn, cn, pin = _line_search(a, b, mask, blk, f, g, c, pi, w, df, dg, ax, slope, smu, eta)
         # items whose line search failed keep their state: certified next, then stop
