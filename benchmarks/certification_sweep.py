@@ -9,9 +9,9 @@ mixed with uniform noise at 1e-3, 1e-6, 1e-9 and 1e-12; n-bit XOR and COPY
 next to 1; and ``--large`` Dirichlet histograms with 8..32 values per axis.
 Each is solved once with the defaults; a solve counts as certified when
 ``converged`` is true, which means gap <= 1e-7 bits and violation <= 1e-12.
-Prints the counts per family, the largest gap and violation, the status of
-every uncertified solve and its input's description.  Exit status 1 if any
-solve was not certified.
+Prints the counts per family with the mean and largest number of Newton
+steps, the largest gap and violation, the status of every uncertified solve
+and its input's description.  Exit status 1 if any solve was not certified.
 """
 from __future__ import annotations
 
@@ -78,10 +78,11 @@ def main(argv=None):
     max_gap = max_viol = 0.0
     for family, desc, P in inputs(args.random, args.large, args.seed):
         res, rec = solve(P)
-        f = fam.setdefault(family, [0, 0])
+        f = fam.setdefault(family, [0, 0, []])
         f[0] += 1
         ok = rec["converged"][0]
         f[1] += ok
+        f[2].append(int(res.iterations))
         if ok:
             max_gap, max_viol = max(max_gap, float(res.gap)), max(max_viol, float(res.violation))
         else:
@@ -89,9 +90,11 @@ def main(argv=None):
                              int(res.iterations)))
     total = sum(v[0] for v in fam.values())
     cert = sum(v[1] for v in fam.values())
-    for family, (n, c) in fam.items():
-        print(f"{family:22s} {c:5d}/{n:<5d} certified")
-    print(f"{'all':22s} {cert:5d}/{total:<5d} certified; largest certified gap {max_gap:.1e} bits, "
+    steps = [k for v in fam.values() for k in v[2]]
+    for family, (n, c, st) in fam.items():
+        print(f"{family:22s} {c:5d}/{n:<5d} certified; Newton steps mean {np.mean(st):5.1f}, max {max(st):3d}")
+    print(f"{'all':22s} {cert:5d}/{total:<5d} certified; Newton steps mean {np.mean(steps):.1f}; "
+          f"largest certified gap {max_gap:.1e} bits, "
           f"largest violation {max_viol:.1e}; {time.perf_counter() - t0:.0f} s")
     for family, desc, status, gap, viol, its in failures:
         print(f"NOT certified: {family}: {desc}: status {status!r}, gap {gap:.1e} bits, violation {viol:.1e}, "

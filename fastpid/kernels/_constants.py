@@ -7,6 +7,7 @@ value here, delete ``fastpid/kernels/__pycache__/broja_ipm.*.nb[ic]`` (or
 touch ``broja_ipm.py`` with a content change) so the kernel is recompiled."""
 
 STATUS = {0: "converged", 1: "max_iter reached", 2: "stalled at working precision", 3: "numerical failure"}
+WGROWTH = 10.0  # largest growth of a block's path weight w per iteration (towards s c / mu)
 SBAND = 1e10  # block multipliers s are kept within [sigma mu w/(SBAND c), SBAND sigma mu w/c]
 BACKTRACK = 0.8  # step reduction in the line search
 LS_TRIALS = 60  # trial steps of the line search (alpha * BACKTRACK**k, k < LS_TRIALS)

@@ -82,7 +82,8 @@ from numba import njit, prange
 
 from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
                          LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
-                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK, STATUS)
+                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK, STATUS,
+                         WGROWTH)
 
 __all__ = ["STATUS", "solve_batch", "solve_one"]
 
@@ -903,6 +904,31 @@ def _gap_mu(s, c):
 
 
 @njit(cache=True)
+def _reweight(s, c, mu, w):
+    """Raise the path weight of every block whose product s c exceeds mu w
+    towards s c / mu (by at most WGROWTH per iteration; weights are never
+    lowered), then normalize.  The start weights estimate a block's scale by
+    its start mass; a block whose optimal mass is decades larger (it carries a
+    marginal that a b / p(y) puts elsewhere) is otherwise held at s c = mu w
+    with a tiny w: its slack is pinned near zero with no barrier to keep it
+    inside, and its fraction-to-boundary cuts every step of every block short
+    (jamming, an uncertified stop).  Any positive weights define a path to
+    an optimum, so this changes only the route."""
+    n1, n2 = c.shape
+    tot = 0.0
+    for i in range(n1):
+        for j in range(n2):
+            if c[i, j] < np.inf:
+                r = s[i, j] * c[i, j] / mu
+                if r > w[i, j]:
+                    w[i, j] = min(r, WGROWTH * w[i, j])
+                tot += w[i, j]
+    for i in range(n1):
+        for j in range(n2):
+            w[i, j] /= tot
+
+
+@njit(cache=True)
 def _certify(fac, ridx, a, b, mask, s, c, pi, f, g, q, feas_tol):
     """Certificate of the current iterate: q = s softmax(f + g) projected onto
     the marginals (Newton corrections with the iteration's factor), round-off
@@ -1179,6 +1205,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         if it >= max_iter:
             break
         it += 1
+        _reweight(s, c, mu, w)
         sigma, corr = _predictor(fac, ridx, a, b, mask, s, c, pi, mu, prev_alpha, coef, df, dg, t, va, dsa)
         smu = sigma * mu
         slope = _corrector(fac, ridx, a, b, mask, s, c, pi, w, smu, corr, t, va, dsa, coef, target, df, dg, tc)

@@ -80,7 +80,8 @@ import torch
 
 from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
                          LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
-                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK)
+                         RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK,
+                         WGROWTH)
 
 # line-search trial groups: [k0, k1) exponents of BACKTRACK, evaluated together
 # (LS_TRIALS trials in all)
@@ -649,6 +650,14 @@ def _gap_mu(blk, s, c):
     return torch.where(blk, s * c, 0.0).sum((1, 2))
 
 
+def _reweight(blk, s, c, mu, w):
+    """Path weights raised towards s c / mu where that exceeds them (at most
+    WGROWTH per iteration), then normalized (as the Numba kernel)."""
+    r = torch.where(blk, s * c / mu[:, None, None], 0.0)
+    w = torch.where(r > w, torch.minimum(r, WGROWTH * w), w)
+    return w / w.sum((1, 2), keepdim=True)
+
+
 def _certify(fac, act, a, b, mask, blk, s, c, pi, f, g, feas_tol):
     """Certificate of the current iterates (as the Numba kernel): q projected
     onto the marginals, round-off removed by alternating scaling, gap bounded
@@ -821,6 +830,7 @@ def _solve_chunk(p, gap_tol, feas_tol, max_iter, structured):
             W = orig.numel()
         it = it + 1
 
+        w = _reweight(blk, s, c, mu, w)
         t, va, dsa, sigma, corr = _predictor(fac, act, a, b, blk, s, c, pi, mu, prev_alpha)
         smu = sigma * mu
         target, df, dg, tc, slope = _corrector(fac, act, a, b, blk, s, c, pi, w, smu, corr, t, va, dsa)
