@@ -105,6 +105,9 @@ def main(argv=None):
             else:
                 failures.append((name, n - 1, rec["status"][0], float(res.gap), float(res.violation),
                                  int(res.iterations)))
+        if n == 0:                                   # e.g. --large 0
+            print(f"{name:20s} (none requested)", flush=True)
+            continue
         mg = f"{max(gaps):.1e}" if gaps else "-"
         print(f"{name:20s} {ok:5d}/{n:<5d} {mg:>15s} {np.mean(steps):11.1f} {max(steps):5d} "
               f"{time.perf_counter() - t0:6.1f}s", flush=True)
