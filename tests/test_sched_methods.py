@@ -116,7 +116,7 @@ def test_mla_model_shares_one_head_and_fuses_by_entropy(tmp_path):
 
 
 # ---------------------------------------------------------------- Stage I + Stage II strategy
-@pytest.mark.parametrize("method, stage2", [("pid", "pmr"), ("schedule", "gblending"), ("mi", "mla")])
+@pytest.mark.parametrize("method, stage2", [("pid", "pmr"), ("schedule", "gblending"), ("mi", "mla"), ("pid", "agm")])
 def test_stage1_then_strategy(tmp_path, method, stage2):
     res = run(cfg(tmp_path, method=method, stage2=stage2, schedule_epochs=[1, 2], tau_u=1.01))
     assert sum(res.stage1_epochs) > 0 and len(events(res.run_dir, "stage2")) == 2
