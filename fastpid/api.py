@@ -9,8 +9,10 @@ import numpy as np
 from ._validation import check_distribution
 from .backend import get_backend
 from .exceptions import ConvergenceWarning
-from .information import atoms_from_q
-from .methods import get_solver
+from .information import LOG2, atoms_from_q
+from .kernels.entropy_sums import atoms_from_rows_log, marginal_rows, normalize_checked
+from .methods import _REGISTRY, get_solver
+from .methods import exact as _exact
 from .result import PIDResult
 
 __all__ = ["pid"]
@@ -31,6 +33,58 @@ def _bind_options(solver, method, options):
         raise TypeError(
             f"Unknown option(s) {bad} for method {method!r}; valid options: {valid}"
         )
+
+
+_EXACT_NUMPY = _REGISTRY[("exact", "numpy")]
+_EXACT_DEFAULTS: list = []  # exact.options() without arguments, validated once on first use
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _pid_exact_single(P):
+    """``pid(P)`` with the defaults for one C-contiguous float64 ndarray of shape
+    (n1, n2, ny), every axis of length >= 2: the same checks, solve, atoms and
+    result as the general path with fewer NumPy calls and no intermediate
+    batch objects.  Returns None where the general path must run (other input,
+    a re-registered solver, or a histogram that fails the quick checks: the
+    general path then names the problem)."""
+    if (P.dtype != _FLOAT64 or P.ndim != 3 or not P.flags.c_contiguous or min(P.shape) < 2
+            or _REGISTRY.get(("exact", "numpy")) is not _EXACT_NUMPY):
+        return None
+    p = normalize_checked(P)
+    if p.size == 0:  # NaN, negative, infinite or zero total mass: the detailed checks
+        return None
+    if not _EXACT_DEFAULTS:
+        _EXACT_DEFAULTS.append(_exact.options())
+    opts = _EXACT_DEFAULTS[0]
+    tol, feas_tol = opts["tol"], opts["feas_tol"]
+    with _exact._single_blas_thread():
+        q, f, g, iters, gap, viol, status = _exact.solve_one(p, tol * LOG2, feas_tol, opts["max_iter"])
+    rows, widths = marginal_rows(p, q)
+    logs = np.log(rows, out=np.zeros_like(rows), where=rows > 0)
+    a = atoms_from_rows_log(rows, logs, widths, LOG2)
+    status = int(status)
+    converged = status == 0
+    violation = float(viol)
+    if not converged:
+        warnings.warn(
+            f"method='exact': 1 of 1 distribution(s) did not converge "
+            f"(max marginal violation {violation:.2e}); increase max_iter or loosen tol / feas_tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return PIDResult(
+        R=a[0, 0].item(), U1=a[1, 0].item(), U2=a[2, 0].item(), S=a[3, 0].item(),
+        I=a[4, 0].item(), I1=a[5, 0].item(), I2=a[6, 0].item(),
+        q=q.reshape(P.shape),
+        converged=converged,
+        violation=violation,
+        iterations=int(iters),
+        gap=float(gap) / LOG2,
+        method="exact",
+        backend="numpy",
+        info={"status": _exact.STATUS[status], "tol": tol, "feas_tol": feas_tol,
+              "dual_f": f[None], "dual_g": g[None]},
+    )
 
 
 def pid(P, *, method: str = "exact", backend: str | None = None, **solver_options) -> PIDResult:
@@ -63,6 +117,11 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
         q violates the marginals beyond tolerance has ``converged=False`` and
         emits a :class:`fastpid.ConvergenceWarning`.
     """
+    if (type(P) is np.ndarray and backend is None and not solver_options
+            and type(method) is str and method == "exact"):
+        res = _pid_exact_single(P)
+        if res is not None:
+            return res
     nx = get_backend(P, backend)
     solver = get_solver(method, nx.name)
     _bind_options(solver, method, solver_options)

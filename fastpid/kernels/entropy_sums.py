@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["atoms_from_xlogx_rows"]
+__all__ = ["atoms_from_xlogx_rows", "atoms_from_rows_log", "marginal_rows", "normalize_checked"]
 
 
 @njit(cache=True)
@@ -79,3 +79,88 @@ def atoms_from_xlogx_rows(xl, widths, log2):
         out[5, b] = i1 / log2
         out[6, b] = i2 / log2
     return out
+
+
+@njit(cache=True)
+def normalize_checked(P):
+    """``P / P.sum()`` for a C-contiguous float64 array when every cell is >= 0
+    (no NaN) and the total is finite and > 0, with the total summed as
+    ``np.add.reduce`` over the whole array sums it (identity 0, then the
+    pairwise row sum).  Returns p, or an empty array for input the caller must
+    check in detail."""
+    n = P.size
+    a = P.reshape(n)
+    ok = True
+    for i in range(n):
+        if not a[i] >= 0.0:
+            ok = False
+            break
+    t = 0.0 + _pairwise(a, np.int64(0), np.int64(n)) if ok else 0.0
+    if not (t > 0.0 and t < np.inf):
+        return np.empty((0, 0, 0))
+    out = np.empty_like(P)
+    o = out.reshape(n)
+    for i in range(n):
+        o[i] = a[i] / t
+    return out
+
+
+@njit(cache=True)
+def marginal_rows(p, q):
+    """The rows :func:`fastpid.information._atoms_numpy` builds from p and q of
+    shape (n1, n2, ny): for each of p (row 0) and q (row 1) the cells and the
+    marginals 12, 1y, 2y, 1, 2, y laid side by side, each summed in the order
+    of ``np.add.reduce`` on a C-contiguous (2, n1, n2, ny) array (a pairwise
+    sum along the contiguous axis, a running sum over the others, both from
+    the identity 0).  Returns ``(rows, widths)``."""
+    n1, n2, ny = p.shape
+    N = n1 * n2 * ny
+    widths = np.empty(7, dtype=np.int64)
+    widths[0] = N
+    widths[1] = n1 * n2
+    widths[2] = n1 * ny
+    widths[3] = n2 * ny
+    widths[4] = n1
+    widths[5] = n2
+    widths[6] = ny
+    W = N + n1 * n2 + n1 * ny + n2 * ny + n1 + n2 + ny
+    rows = np.zeros((2, W))
+    for r in range(2):
+        x = p if r == 0 else q
+        flat = x.reshape(N)
+        row = rows[r]
+        for k in range(N):
+            row[k] = flat[k]
+        o12 = N
+        o1y = o12 + n1 * n2
+        o2y = o1y + n1 * ny
+        o1 = o2y + n2 * ny
+        o2 = o1 + n1
+        oy = o2 + n2
+        for i in range(n1):
+            row[o1 + i] = 0.0 + _pairwise(flat, i * n2 * ny, n2 * ny)
+            for j in range(n2):
+                lo = (i * n2 + j) * ny
+                s = _pairwise(flat, lo, ny)
+                row[o12 + i * n2 + j] = 0.0 + s
+                row[o2 + j] += s
+                for y in range(ny):
+                    v = flat[lo + y]
+                    row[o1y + i * ny + y] += v
+                    row[o2y + j * ny + y] += v
+                    row[oy + y] += v
+    return rows, widths
+
+
+@njit(cache=True)
+def atoms_from_rows_log(rows, logs, widths, log2):
+    """:func:`atoms_from_xlogx_rows` of ``rows * logs`` where ``rows > 0``
+    and 0 elsewhere (``logs`` holds ``log(rows)`` where ``rows > 0``): the
+    x log x of :meth:`fastpid.backend.NumpyBackend.xlogx`, the same products."""
+    xl = np.zeros_like(rows)
+    for r in range(rows.shape[0]):
+        for k in range(rows.shape[1]):
+            v = rows[r, k]
+            if v > 0.0:
+                xl[r, k] = v * logs[r, k]
+    return atoms_from_xlogx_rows(xl, widths, log2)
