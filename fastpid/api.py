@@ -57,11 +57,13 @@ def _pid_exact_single(P):
         _EXACT_DEFAULTS.append(_exact.options())
     opts = _EXACT_DEFAULTS[0]
     tol, feas_tol = opts["tol"], opts["feas_tol"]
-    with _exact._single_blas_thread():
+    if _exact._blas_limit_needed():  # one BLAS thread, as in methods/exact.py
+        with _exact._single_blas_thread():
+            q, f, g, iters, gap, viol, status = _exact.solve_one(p, tol * LOG2, feas_tol, opts["max_iter"])
+    else:
         q, f, g, iters, gap, viol, status = _exact.solve_one(p, tol * LOG2, feas_tol, opts["max_iter"])
-    rows, widths = marginal_rows(p, q)
-    logs = np.log(rows, out=np.zeros_like(rows), where=rows > 0)
-    a = atoms_from_rows_log(rows, logs, widths, LOG2)
+    rows, widths, positive = marginal_rows(p, q)
+    R, U1, U2, S, I, I1, I2 = atoms_from_rows_log(rows, np.log(positive), widths, LOG2)[:, 0].tolist()
     status = int(status)
     converged = status == 0
     violation = float(viol)
@@ -72,19 +74,18 @@ def _pid_exact_single(P):
             ConvergenceWarning,
             stacklevel=3,
         )
-    return PIDResult(
-        R=a[0, 0].item(), U1=a[1, 0].item(), U2=a[2, 0].item(), S=a[3, 0].item(),
-        I=a[4, 0].item(), I1=a[5, 0].item(), I2=a[6, 0].item(),
-        q=q.reshape(P.shape),
-        converged=converged,
-        violation=violation,
-        iterations=int(iters),
-        gap=float(gap) / LOG2,
-        method="exact",
-        backend="numpy",
-        info={"status": _exact.STATUS[status], "tol": tol, "feas_tol": feas_tol,
-              "dual_f": f[None], "dual_g": g[None]},
-    )
+    return PIDResult._from_fields({
+        "R": R, "U1": U1, "U2": U2, "S": S, "I": I, "I1": I1, "I2": I2,
+        "q": q.reshape(P.shape),
+        "converged": converged,
+        "violation": violation,
+        "iterations": int(iters),
+        "gap": float(gap) / LOG2,
+        "method": "exact",
+        "backend": "numpy",
+        "info": {"status": _exact.STATUS[status], "tol": tol, "feas_tol": feas_tol,
+                 "dual_f": f[None], "dual_g": g[None]},
+    })
 
 
 def pid(P, *, method: str = "exact", backend: str | None = None, **solver_options) -> PIDResult:

@@ -48,6 +48,15 @@ class PIDResult:
     backend: str
     info: dict = field(default_factory=dict)
 
+    @classmethod
+    def _from_fields(cls, values: dict) -> "PIDResult":
+        """The result with these field values (every field, in field order),
+        without the per-field ``object.__setattr__`` of the frozen
+        dataclass's ``__init__``: for the short path of :func:`fastpid.pid`."""
+        self = object.__new__(cls)
+        self.__dict__.update(values)
+        return self
+
     @property
     def batch_shape(self) -> tuple:
         r = self.R

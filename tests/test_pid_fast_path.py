@@ -83,3 +83,11 @@ def test_short_path_leaves_bad_input_to_the_detailed_checks(bad):
         fastpid.pid(P)
     with pytest.raises(ValueError, match="zero total mass"):
         fastpid.pid(np.zeros((2, 2, 2)))
+
+
+def test_short_path_result_has_every_field_and_nothing_else():
+    fast = fastpid.pid(np.full((2, 2, 2), 0.125))
+    assert list(vars(fast)) == [f.name for f in fields(PIDResult)]
+    with pytest.raises(AttributeError):
+        fast.R = 0.0  # still frozen
+    assert "PIDResult(R=" in repr(fast) and fast.batch_shape == ()

@@ -112,7 +112,8 @@ def marginal_rows(p, q):
     marginals 12, 1y, 2y, 1, 2, y laid side by side, each summed in the order
     of ``np.add.reduce`` on a C-contiguous (2, n1, n2, ny) array (a pairwise
     sum along the contiguous axis, a running sum over the others, both from
-    the identity 0).  Returns ``(rows, widths)``."""
+    the identity 0).  Returns ``(rows, widths, positive)`` with ``positive``
+    the entries of ``rows`` that are > 0, in C order (``rows[rows > 0]``)."""
     n1, n2, ny = p.shape
     N = n1 * n2 * ny
     widths = np.empty(7, dtype=np.int64)
@@ -149,18 +150,32 @@ def marginal_rows(p, q):
                     row[o1y + i * ny + y] += v
                     row[o2y + j * ny + y] += v
                     row[oy + y] += v
-    return rows, widths
+    npos = 0
+    for r in range(2):
+        for k in range(W):
+            if rows[r, k] > 0.0:
+                npos += 1
+    positive = np.empty(npos)
+    npos = 0
+    for r in range(2):
+        for k in range(W):
+            if rows[r, k] > 0.0:
+                positive[npos] = rows[r, k]
+                npos += 1
+    return rows, widths, positive
 
 
 @njit(cache=True)
-def atoms_from_rows_log(rows, logs, widths, log2):
-    """:func:`atoms_from_xlogx_rows` of ``rows * logs`` where ``rows > 0``
-    and 0 elsewhere (``logs`` holds ``log(rows)`` where ``rows > 0``): the
-    x log x of :meth:`fastpid.backend.NumpyBackend.xlogx`, the same products."""
+def atoms_from_rows_log(rows, log_positive, widths, log2):
+    """:func:`atoms_from_xlogx_rows` of x log x of ``rows`` as
+    :meth:`fastpid.backend.NumpyBackend.xlogx` forms it: ``x * log x`` where
+    x > 0 (``log_positive`` = ``np.log(rows[rows > 0])``), 0 elsewhere."""
     xl = np.zeros_like(rows)
+    n = 0
     for r in range(rows.shape[0]):
         for k in range(rows.shape[1]):
             v = rows[r, k]
             if v > 0.0:
-                xl[r, k] = v * logs[r, k]
+                xl[r, k] = v * log_positive[n]
+                n += 1
     return atoms_from_xlogx_rows(xl, widths, log2)
