@@ -41,15 +41,18 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 def _pid_exact_single(P):
-    """``pid(P)`` with the defaults for one C-contiguous float64 ndarray of shape
-    (n1, n2, ny), every axis of length >= 2: the same checks, solve, atoms and
-    result as the general path with fewer NumPy calls and no intermediate
-    batch objects.  Returns None where the general path must run (other input,
+    """``pid(P)`` with the defaults for one real (integer or floating) ndarray
+    of shape (n1, n2, ny), every axis of length >= 2: the same conversion,
+    checks, solve, atoms and result as the general path with fewer NumPy calls
+    and no intermediate batch objects.  Returns None where the general path must run (other input,
     a re-registered solver, or a histogram that fails the quick checks: the
     general path then names the problem)."""
-    if (P.dtype != _FLOAT64 or P.ndim != 3 or not P.flags.c_contiguous or min(P.shape) < 2
-            or _REGISTRY.get(("exact", "numpy")) is not _EXACT_NUMPY):
+    if P.ndim != 3 or min(P.shape) < 2 or _REGISTRY.get(("exact", "numpy")) is not _EXACT_NUMPY:
         return None
+    if P.dtype != _FLOAT64 or not P.flags.c_contiguous:
+        if P.dtype.kind not in "iuf":  # bool, complex, object, ...: the general path's errors
+            return None
+        P = np.asarray(P, dtype=np.float64, order="C")  # as NumpyBackend.coerce converts
     p = normalize_checked(P)
     if p.size == 0:  # NaN, negative, infinite or zero total mass: the detailed checks
         return None

@@ -55,6 +55,21 @@ def test_short_path_equals_general_path_bit_for_bit(shape):
             assert _same(getattr(gen, f.name), getattr(fast, f.name)), (shape, t, f.name)
 
 
+@pytest.mark.parametrize("convert", [
+    lambda P: np.round(P * 50).astype(np.int64),
+    lambda P: np.round(P * 50).astype(np.uint8),
+    lambda P: P.astype(np.float32),
+    lambda P: np.asfortranarray(P),
+    lambda P: np.repeat(P, 2, axis=2)[:, :, ::2],
+])
+def test_short_path_converts_like_the_general_path(convert):
+    P = convert(np.random.default_rng(3).dirichlet(np.ones(36)).reshape(3, 4, 3))
+    (fast, wf), (gen, wg) = _both(P)
+    assert wf == wg
+    for f in fields(PIDResult):
+        assert _same(getattr(gen, f.name), getattr(fast, f.name)), f.name
+
+
 def _run(P, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
