@@ -40,8 +40,8 @@ _EXACT_DEFAULTS: list = []  # exact.options() without arguments, validated once 
 _FLOAT64 = np.dtype(np.float64)
 
 
-def _pid_exact_single(P):
-    """``pid(P)`` with the defaults for one real (integer or floating) ndarray
+def _pid_exact_single(P, options):
+    """``pid(P, **options)`` with ``method="exact"`` for one real (integer or floating) ndarray
     of shape (n1, n2, ny), every axis of length >= 2: the same conversion,
     checks, solve, atoms and result as the general path with fewer NumPy calls
     and no intermediate batch objects.  Returns None where the general path must run (other input,
@@ -49,6 +49,7 @@ def _pid_exact_single(P):
     general path then names the problem)."""
     if P.ndim != 3 or min(P.shape) < 2 or _REGISTRY.get(("exact", "numpy")) is not _EXACT_NUMPY:
         return None
+    _bind_options(_EXACT_NUMPY, "exact", options)  # unknown names first, as in pid
     if P.dtype != _FLOAT64 or not P.flags.c_contiguous:
         if P.dtype.kind not in "iuf":  # bool, complex, object, ...: the general path's errors
             return None
@@ -56,9 +57,12 @@ def _pid_exact_single(P):
     p = normalize_checked(P)
     if p.size == 0:  # NaN, negative, infinite or zero total mass: the detailed checks
         return None
-    if not _EXACT_DEFAULTS:
-        _EXACT_DEFAULTS.append(_exact.options())
-    opts = _EXACT_DEFAULTS[0]
+    if options:
+        opts = _exact.options(**options)  # validated after P, as the registered solver does
+    else:
+        if not _EXACT_DEFAULTS:
+            _EXACT_DEFAULTS.append(_exact.options())
+        opts = _EXACT_DEFAULTS[0]
     tol, feas_tol = opts["tol"], opts["feas_tol"]
     if _exact._blas_limit_needed():  # one BLAS thread, as in methods/exact.py
         with _exact._single_blas_thread():
@@ -121,9 +125,8 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
         q violates the marginals beyond tolerance has ``converged=False`` and
         emits a :class:`fastpid.ConvergenceWarning`.
     """
-    if (type(P) is np.ndarray and backend is None and not solver_options
-            and type(method) is str and method == "exact"):
-        res = _pid_exact_single(P)
+    if type(P) is np.ndarray and backend is None and type(method) is str and method == "exact":
+        res = _pid_exact_single(P, solver_options)
         if res is not None:
             return res
     nx = get_backend(P, backend)

@@ -70,6 +70,28 @@ def test_short_path_converts_like_the_general_path(convert):
         assert _same(getattr(gen, f.name), getattr(fast, f.name)), f.name
 
 
+@pytest.mark.parametrize("options", [dict(tol=1e-9), dict(feas_tol=1e-10, max_iter=50), dict(max_iter=3)])
+def test_short_path_with_options_equals_general_path(options):
+    P = np.random.default_rng(4).dirichlet(np.ones(48)).reshape(4, 4, 3)
+    (fast, wf), (gen, wg) = _both(P, **options)
+    assert wf == wg
+    for f in fields(PIDResult):
+        assert _same(getattr(gen, f.name), getattr(fast, f.name)), f.name
+
+
+@pytest.mark.parametrize("P, options, error, match", [
+    (np.full((2, 2, 2), 0.1), dict(tool=1e-9), TypeError, "Unknown option"),
+    (np.full((2, 2, 2), np.nan), dict(tool=1e-9), TypeError, "Unknown option"),
+    (np.full((2, 2, 2), np.nan), dict(tol=-1.0), ValueError, "NaN"),
+    (np.full((2, 2, 2), 0.1), dict(tol=-1.0), ValueError, "tol must be"),
+    (np.full((2, 2, 2), 0.1), dict(max_iter=2.5), TypeError, "max_iter must be an integer"),
+])
+def test_short_path_reports_errors_in_the_general_order(P, options, error, match):
+    for backend in (None, "numpy"):
+        with pytest.raises(error, match=match):
+            fastpid.pid(P, backend=backend, **options)
+
+
 def _run(P, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
