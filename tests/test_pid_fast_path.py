@@ -61,6 +61,8 @@ def test_short_path_equals_general_path_bit_for_bit(shape):
     lambda P: P.astype(np.float32),
     lambda P: np.asfortranarray(P),
     lambda P: np.repeat(P, 2, axis=2)[:, :, ::2],
+    lambda P: P.astype(">f8"),
+    lambda P: np.lib.stride_tricks.as_strided(P, writeable=False),  # read-only view
 ])
 def test_short_path_converts_like_the_general_path(convert):
     P = convert(np.random.default_rng(3).dirichlet(np.ones(36)).reshape(3, 4, 3))
