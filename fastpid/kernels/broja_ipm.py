@@ -83,13 +83,11 @@ import numpy as np
 from numba import njit, prange
 
 from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
-                         LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
+                         LABEL_FLOPS, LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
                          RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK, STATUS,
                          WGROWTH)
 
 __all__ = ["STATUS", "solve_batch", "solve_one"]
-
-LABEL_FLOPS = 5000.0  # fixed cost of one label in _factor_structured, in flops (see _structured_cost)
 
 
 @njit(cache=True)
