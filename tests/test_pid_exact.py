@@ -399,12 +399,14 @@ def _dense_newton_matrix(nb_mod, mask, s, c, pi, ridx, na):
     return np.tril(M) + np.tril(M, -1).T
 
 
-@pytest.mark.parametrize("slack", [0.3, 1.0, 2.5, "mixed"])
+@pytest.mark.parametrize("slack", [0.3, 1.0, 2.5, "mixed", "below1"])
 @pytest.mark.parametrize("shape", [(2, 2, 7), (3, 4, 5), (5, 2, 9)])
 def test_structured_solve_matches_dense(shape, slack):
     """The per-label factorization with the Woodbury correction solves the
-    same Newton system as the dense matrix, for blocks with c < 1, c = 1
-    (beta = 0) and c > 1 (beta < 0, an indefinite correction)."""
+    same Newton system as the dense matrix, for blocks with c < 1 (the
+    Cholesky-factored symmetric capacitance matrix, mode 2), c = 1
+    (beta = 0) and c > 1 (beta < 0, an indefinite correction: the row-scaled
+    inverse, mode 1)."""
     from fastpid.kernels import broja_ipm as nb_mod
 
     rng = np.random.default_rng(sum(shape))
@@ -412,13 +414,18 @@ def test_structured_solve_matches_dense(shape, slack):
     P = rng.dirichlet(np.ones(n1 * n2 * ny)).reshape(shape)
     a, b, py, mask, ridx, na = nb_mod._support(P)
     s = rng.uniform(0.1, 2.0, (n1, n2))
-    c = (rng.choice([0.3, 1.0, 2.5], (n1, n2)) if slack == "mixed" else np.full((n1, n2), float(slack)))
+    if slack == "mixed":
+        c = rng.choice([0.3, 1.0, 2.5], (n1, n2))
+    elif slack == "below1":   # slacks over eight decades, all < 1
+        c = 10.0 ** rng.uniform(-8, -0.01, (n1, n2))
+    else:
+        c = np.full((n1, n2), float(slack))
     pi = rng.dirichlet(np.ones(ny), (n1, n2))
     lrow, lcnt, blist, pos1, pos2 = nb_mod._label_structure(mask, ridx)
-    ok, Dinv, beta, Cinv = nb_mod._factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
-    assert ok
+    mode, Dinv, beta, Cinv, csc = nb_mod._factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
+    assert mode == (2 if slack in (0.3, "below1") else 1)
     L, dsc = nb_mod._factor(np.eye(1))
-    fac = (1, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na)
+    fac = (mode, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na, csc)
     M = _dense_newton_matrix(nb_mod, mask, s, c, pi, ridx, na)
     for _ in range(3):
         rhs = rng.standard_normal(na)

@@ -58,11 +58,13 @@ Structure used:
   semi-definite); predictor and corrector share the factor.  Where it needs
   fewer flops (many labels, few blocks: ``_structured_cost``), the same
   system is solved instead as D + U diag(beta) U^T: D block diagonal over
-  the labels (inverted per label), U one column A pi per block and
-  beta = s (1/c - 1), by the Woodbury identity with a row-scaled capacitance
-  matrix that stays well posed for beta < 0 and beta = 0
-  (``_factor_structured``); a label whose block is singular (a disconnected
-  support graph) sends that iteration to the dense factor.
+  the labels (inverted per label), U one column A pi per block and beta = s (1/c - 1), by
+  the Woodbury identity: while every slack c < 1 (beta > 0, the usual case)
+  the capacitance matrix diag(1/beta) + U^T D^-1 U is symmetric positive
+  definite and is Cholesky-factored from its lower triangle; otherwise a
+  row-scaled form that stays well posed for beta < 0 and beta = 0 is
+  inverted (``_factor_structured``); a label whose block is singular (a
+  disconnected support graph) sends that iteration to the dense factor.
 * Certificate (once mu = sum s (-h), the gap of the current primal-dual pair
   when q is feasible, is within 10x of the tolerance): q = s softmax(f + g)
   is projected onto the marginals by Newton corrections that reuse the
@@ -81,7 +83,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
-                         LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
+                         LABEL_FLOPS, LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
                          RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK, STATUS,
                          WGROWTH)
 
@@ -457,15 +459,42 @@ def _label_structure(mask, ridx):
 @njit(cache=True)
 def _structured_cost(mask, lcnt, nb):
     """Flops of one structured factorization (per-label inverses, the
-    capacitance matrix and its inverse) and of the dense Cholesky factor."""
+    products D_k^-1 W_k, the lower triangle of the capacitance matrix and its
+    Cholesky factor, plus a fixed cost per label for the small LAPACK calls
+    and allocations, which dominates at a few rows per label) and of the
+    dense Cholesky factor."""
     ny = mask.shape[2]
     na = 0
     st = 0.0
     for k in range(ny):
         na += lcnt[k]
-        st += float(lcnt[k]) ** 3 + 2.0 * float(lcnt[k]) * nb + 2.0 * float(nb) * nb
-    st += 2.0 * float(nb) ** 3
+        st += float(lcnt[k]) ** 3 + 2.0 * float(lcnt[k]) * nb + float(nb) * nb + LABEL_FLOPS
+    st += float(nb) ** 3 / 3.0
     return st, float(na) ** 3 / 3.0
+
+
+@njit(cache=True, fastmath=True)
+def _accumulate_capacitance(G, T, pos1, pos2, blist, pi, k, lower):
+    """G[t, u] += pi_t,k (T[p1_t, u] + T[p2_t, u]) for label k (T = Dinv_k W_k),
+    on the lower triangle u <= t only if ``lower``."""
+    nb = blist.shape[0]
+    for t in range(nb):
+        p1 = pos1[t, k]
+        p2 = pos2[t, k]
+        if p1 < 0 and p2 < 0:
+            continue
+        pv = pi[blist[t, 0], blist[t, 1], k]
+        top = t + 1 if lower else nb
+        Gt = G[t]
+        if p1 >= 0 and p2 >= 0:
+            T1 = T[p1]
+            T2 = T[p2]
+            for u in range(top):
+                Gt[u] += pv * (T1[u] + T2[u])
+        else:
+            T1 = T[p1] if p1 >= 0 else T[p2]
+            for u in range(top):
+                Gt[u] += pv * T1[u]
 
 
 @njit(cache=True)
@@ -473,20 +502,40 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
     """Structured factorization of M = A B A^T = D + U diag(beta) U^T: D is
     block diagonal over the labels (each block the (x1, y), (x2, y) rows of
     that label: A_y diag(s pi_y) A_y^T), U has one column A pi_b per (x1, x2)
-    block b, beta_b = s_b (1/c_b - 1).  Returns (ok, Dinv (ny, m, m), beta,
-    Cinv) with Cinv the inverse of the row-scaled capacitance matrix
-    C' = diag(r) (I + diag(beta) G), G = U^T D^-1 U, r_b = 1/beta_b where
-    |beta_b| > 1 (else 1): well posed for beta of any sign or zero (c >= 1).
-    ok is False if some label's D block is not numerically positive
-    definite (a label whose support graph is disconnected): the caller then
-    factors M densely."""
+    block b, beta_b = s_b (1/c_b - 1), and by the Woodbury identity
+    M^-1 = D^-1 - D^-1 U (diag(1/beta) + G)^-1 U^T D^-1, G = U^T D^-1 U.
+
+    Returns (mode, Dinv (ny, m, m), beta, C, csc):
+
+    * mode 2 (every beta_b > 0, i.e. every slack c_b < 1, as on the way to
+      the optimum): C is the Cholesky factor of the Jacobi-scaled symmetric
+      positive definite capacitance matrix diag(1/beta) + G (scale csc), of
+      which only the lower triangle is assembled;
+    * mode 1 (some c_b >= 1: beta_b <= 0 makes diag(1/beta) + G indefinite
+      or undefined): C is the inverse of the row-scaled capacitance matrix
+      C' = diag(r) (I + diag(beta) G), r_b = 1/beta_b where |beta_b| > 1
+      (else 1), well posed for beta of any sign or zero; also the fallback
+      when the mode-2 factor fails numerically;
+    * mode 0: some label's D block is not numerically positive definite (a
+      label whose support graph is disconnected), or C' is singular: the
+      caller then factors M densely."""
     n1, n2, ny = mask.shape
     m = n1 + n2
     nb = blist.shape[0]
     Dinv = np.zeros((ny, m, m))
     beta = np.zeros(nb)
-    Cinv = np.zeros((nb, nb))
+    csc = np.ones(nb)
     G = np.zeros((nb, nb))
+    q1v = np.empty(nb, dtype=np.int64)
+    q2v = np.empty(nb, dtype=np.int64)
+    pvk = np.empty(nb)
+    allpos = True
+    for t in range(nb):
+        i = blist[t, 0]
+        j = blist[t, 1]
+        beta[t] = s[i, j] * (1.0 / c[i, j] - 1.0)
+        if not beta[t] > 0.0:
+            allpos = False
     for k in range(ny):
         nk = lcnt[k]
         if nk == 0:
@@ -508,7 +557,7 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
         d = np.empty(nk)
         for r in range(nk):
             if not D[r, r] > 0.0:
-                return False, Dinv, beta, Cinv
+                return 0, Dinv, beta, G, csc
             d[r] = 1.0 / np.sqrt(D[r, r])
         for r in range(nk):
             for q in range(nk):
@@ -516,43 +565,46 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
         try:
             np.linalg.cholesky(D)
         except Exception:
-            return False, Dinv, beta, Cinv
+            return 0, Dinv, beta, G, csc
         Di = np.linalg.inv(D)
         for r in range(nk):
             for q in range(nk):
                 Dinv[k, r, q] = Di[r, q] * d[r] * d[q]
-        # G += W_k^T Dinv_k W_k, W_k the columns pi_b of U restricted to label k
+        # G += W_k^T Dinv_k W_k, W_k the columns pi_b of U restricted to
+        # label k (two entries per column: the block's x1 and x2 rows); the
+        # lower triangle only where the symmetric form will be factored
         T = np.zeros((nk, nb))
-        for t in range(nb):
-            p1 = pos1[t, k]
-            p2 = pos2[t, k]
-            if p1 < 0 and p2 < 0:
-                continue
-            pv = pi[blist[t, 0], blist[t, 1], k]
-            for r in range(nk):
-                acc = 0.0
-                if p1 >= 0:
-                    acc += Dinv[k, r, p1]
-                if p2 >= 0:
-                    acc += Dinv[k, r, p2]
-                T[r, t] = pv * acc
-        for t in range(nb):
-            p1 = pos1[t, k]
-            p2 = pos2[t, k]
-            if p1 < 0 and p2 < 0:
-                continue
-            pv = pi[blist[t, 0], blist[t, 1], k]
+        for u in range(nb):
+            q1v[u] = pos1[u, k]
+            q2v[u] = pos2[u, k]
+            pvk[u] = pi[blist[u, 0], blist[u, 1], k]
+        for r in range(nk):
+            Dr = Dinv[k, r]
+            Tr = T[r]
             for u in range(nb):
                 acc = 0.0
-                if p1 >= 0:
-                    acc += T[p1, u]
-                if p2 >= 0:
-                    acc += T[p2, u]
-                G[t, u] += pv * acc
+                if q1v[u] >= 0:
+                    acc += Dr[q1v[u]]
+                if q2v[u] >= 0:
+                    acc += Dr[q2v[u]]
+                Tr[u] = pvk[u] * acc
+        _accumulate_capacitance(G, T, pos1, pos2, blist, pi, k, allpos)
+    if allpos:
+        K = G.copy()
+        for t in range(nb):
+            K[t, t] += 1.0 / beta[t]
+            csc[t] = 1.0 / np.sqrt(K[t, t])
+        for t in range(nb):
+            for u in range(t + 1):
+                K[t, u] *= csc[t] * csc[u]
+        try:
+            return 2, Dinv, beta, np.linalg.cholesky(K), csc
+        except Exception:
+            csc[:] = 1.0
+            for t in range(nb):  # the mode-1 form needs the full G
+                for u in range(t + 1, nb):
+                    G[t, u] = G[u, t]
     for t in range(nb):
-        i = blist[t, 0]
-        j = blist[t, 1]
-        beta[t] = s[i, j] * (1.0 / c[i, j] - 1.0)
         big = abs(beta[t]) > 1.0
         for u in range(nb):
             G[t, u] = G[t, u] if big else beta[t] * G[t, u]
@@ -560,21 +612,23 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
     try:
         Cinv = np.linalg.inv(G)
     except Exception:
-        return False, Dinv, beta, Cinv
+        return 0, Dinv, beta, G, csc
     for t in range(nb):
         for u in range(nb):
             if not np.isfinite(Cinv[t, u]):
-                return False, Dinv, beta, Cinv
-    return True, Dinv, beta, Cinv
+                return 0, Dinv, beta, Cinv, csc
+    return 1, Dinv, beta, Cinv, csc
 
 
 @njit(cache=True)
 def _solve_structured(fac, rhs):
     """M x = rhs by the Woodbury identity on the structured factor:
-    w = D^-1 rhs, z = C'^-1 r (beta U^T w), x = w - D^-1 U z."""
+    w = D^-1 rhs, z = (diag(1/beta) + G)^-1 U^T w (mode 2: by the Cholesky
+    factor; mode 1: z = C'^-1 r (beta U^T w)), x = w - D^-1 U z."""
+    mode = fac[0]
     Dinv = fac[3]
     lrow, lcnt, blist, pos1, pos2 = fac[4], fac[5], fac[6], fac[7], fac[8]
-    beta, Cinv, pi = fac[9], fac[10], fac[11]
+    beta, Cfac, pi, csc = fac[9], fac[10], fac[11], fac[13]
     na = rhs.shape[0]
     ny = lcnt.shape[0]
     nb = blist.shape[0]
@@ -602,13 +656,19 @@ def _solve_structured(fac, rhs):
             if p2 >= 0:
                 e += w[lrow[k, p2]]
             acc += pi[i, j, k] * e
-        tb[t] = acc if abs(beta[t]) > 1.0 else beta[t] * acc
-    z = np.zeros(nb)
-    for t in range(nb):
-        acc = 0.0
-        for u in range(nb):
-            acc += Cinv[t, u] * tb[u]
-        z[t] = acc
+        if mode == 2:
+            tb[t] = acc
+        else:
+            tb[t] = acc if abs(beta[t]) > 1.0 else beta[t] * acc
+    if mode == 2:
+        z = _solve_factored(Cfac, csc, tb)
+    else:
+        z = np.zeros(nb)
+        for t in range(nb):
+            acc = 0.0
+            for u in range(nb):
+                acc += Cfac[t, u] * tb[u]
+            z[t] = acc
     v = np.zeros(na)
     for t in range(nb):
         i = blist[t, 0]
@@ -633,7 +693,7 @@ def _solve_structured(fac, rhs):
 @njit(cache=True)
 def _msolve(fac, rhs):
     """Solve M x = rhs with the iteration's factor (dense or structured)."""
-    if fac[0] == 1:
+    if fac[0] != 0:
         return _solve_structured(fac, rhs)
     return _solve_factored(fac[1], fac[2], rhs)
 
@@ -1135,6 +1195,7 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
     Dinv = np.zeros((1, 1, 1))
     beta = np.zeros(1)
     Cinv = np.zeros((1, 1))
+    csc = np.ones(1)
     df = np.zeros((n1, ny))
     dg = np.zeros((n2, ny))
     fn = np.zeros((n1, ny))
@@ -1165,17 +1226,15 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         mu = _gap_mu(s, c)
         mode = 0
         if use_structured:
-            ok, Dinv, beta, Cinv = _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
-            if ok:
-                mode = 1
-        if mode == 1:
+            mode, Dinv, beta, Cinv, csc = _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2)
+        if mode != 0:
             L, dsc = _factor(np.eye(1))
         else:
             if M.shape[0] != na:
                 M = np.empty((na, na))
             _assemble(mask, s, c, pi, ridx, M)
             L, dsc = _factor(M)
-        fac = (mode, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na)
+        fac = (mode, L, dsc, Dinv, lrow, lcnt, blist, pos1, pos2, beta, Cinv, pi, na, csc)
         # certification: once mu (the gap of the current pair when q is
         # feasible) is near the tolerance, or when the iteration is about to stop
         if mu <= CERTIFY * gap_tol or it >= max_iter or stall >= STALL - 1 or failed:

@@ -79,7 +79,7 @@ import math
 import torch
 
 from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
-                         LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
+                         LABEL_FLOPS, LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
                          RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK,
                          WGROWTH)
 
@@ -310,7 +310,7 @@ def _structured_cost(n1, n2, ny):
     blocks), applied here to the chunk's shape.  Returns (structured, dense)."""
     m = n1 + n2 - 1
     nb = n1 * n2
-    st = ny * (float(m) ** 3 + 2.0 * m * nb + 2.0 * float(nb) * nb) + 2.0 * float(nb) ** 3
+    st = ny * (float(m) ** 3 + 2.0 * m * nb + float(nb) * nb + LABEL_FLOPS) + float(nb) ** 3 / 3.0
     return st, float(m * ny) ** 3 / 3.0
 
 
