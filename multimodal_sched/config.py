@@ -148,6 +148,11 @@ class RunConfig:
     probe_bias_correction: str | None = field(default="bootstrap", metadata=_CTL)
     probe_confidence: float = field(default=0.95, metadata=_CTL)
     probe_cache: bool = field(default=False, metadata=_CTL)   # reuse probe embeddings of an encoder that has not trained since
+    # what the probe embeds: "probe", the held-out probe split (default); "train", a fixed seeded
+    # subset of probe_train_samples training samples (the authors' public code probes 20 training
+    # batches of 64 = 1,280 samples; probes of training data see what the encoders fit, not what generalizes)
+    probe_data: str = field(default="probe", metadata=_CTL)
+    probe_train_samples: int = field(default=1280, metadata=_CTL)
     amp: bool = False           # bfloat16 autocast in training forward passes
     track_test: bool = False    # test accuracy after every Stage II epoch: RunResult.test_best_epoch (reporting only)
     # misc
@@ -195,6 +200,12 @@ class RunConfig:
             bad("k", f"must be None (chosen from the probe size) or an integer >= 2, got {self.k!r}")
         if not isinstance(self.probe_boot, int) or isinstance(self.probe_boot, bool) or self.probe_boot < 0:
             bad("probe_boot", f"must be a non-negative integer, got {self.probe_boot!r}")
+        if self.probe_data not in ("probe", "train"):
+            bad("probe_data", f"must be 'probe' (the held-out probe split) or 'train' (training samples), "
+                              f"got {self.probe_data!r}")
+        if (not isinstance(self.probe_train_samples, int) or isinstance(self.probe_train_samples, bool)
+                or self.probe_train_samples < 2):
+            bad("probe_train_samples", f"must be an integer >= 2, got {self.probe_train_samples!r}")
         if self.probe_bias_correction not in (None, "bootstrap", "shuffle", "extrapolation"):
             bad("probe_bias_correction", "must be None, 'bootstrap' or 'extrapolation', "
                                          f"got {self.probe_bias_correction!r}")

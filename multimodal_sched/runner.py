@@ -129,11 +129,26 @@ def _check_loss(loss: torch.Tensor, where: str) -> None:
         raise FloatingPointError(f"{where}: loss became {loss.item()}; lower the learning rate")
 
 
+def probe_dataset(config: RunConfig, data: MultimodalData):
+    """What the controller's probes embed: the probe split (``probe_data="probe"``), or
+    (``"train"``, the authors' public code's choice) ``probe_train_samples`` training samples
+    drawn once from the run's seed without replacement, in index order, so that every probe of
+    the run reads the same samples and successive probes differ only by training."""
+    if config.probe_data == "probe":
+        return data.splits["probe"]
+    train = data.splits["train"]
+    n = len(train)
+    size = min(n, config.probe_train_samples)
+    idx = np.sort(np.random.default_rng([config.seed, 1280]).choice(n, size, replace=False))
+    return Subset(train, idx.tolist())
+
+
 def _validate_against_data(config: RunConfig, data: MultimodalData) -> None:
-    n_probe = len(data.splits["probe"])
+    n_probe = len(probe_dataset(config, data))
+    what = "probe split" if config.probe_data == "probe" else "training probe subset"
     if config.method in ("pid", "mi") and config.k is not None and config.k > n_probe:
         raise ValueError(f"config.k: k={config.k} clusters need at least {config.k} probe samples, "
-                         f"but the probe split has {n_probe}; lower k or enlarge the probe split")
+                         f"but the {what} has {n_probe}; lower k or enlarge the {what}")
     if not config.joint_from_scratch and config.method != "unimodal" and config.stage2_epochs < 1:
         raise ValueError(f"config.stage2_epochs must be >= 1 for method {config.method!r}")
     if config.joint_from_scratch and config.joint_epochs < 1:
@@ -214,8 +229,9 @@ class Runner:
         self.loaders = {k: DataLoader(data.splits["train"], batch_sampler=s, generator=self.gens[k])
                         for k, s in self.samplers.items()}
         self.eval_loaders = {}
+        self.probe_set = probe_dataset(config, data)
         for s in ("val", "probe", "test"):
-            ds = data.splits[s]
+            ds = self.probe_set if s == "probe" else data.splits[s]
             idx = list(range(self.rank, len(ds), self.world))
             self.eval_loaders[s] = DataLoader(Subset(ds, idx), batch_size=256, shuffle=False)
         opt = dict(name=config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -490,7 +506,7 @@ class Runner:
         if self.cfg.probe_cache and hit is not None and hit[0] == key:
             return hit[1], hit[2]
         z, y = probing.embed_labeled(getattr(self.model, f"encoder{m}"), self.eval_loaders["probe"], m)
-        z, y = D.gather_strided(z, y.astype(np.int64), len(self.data.splits["probe"]))
+        z, y = D.gather_strided(z, y.astype(np.int64), len(self.probe_set))
         if self.cfg.probe_cache:
             self._cache[m] = (key, z, y)
         return z, y
@@ -529,7 +545,8 @@ class Runner:
         cfg, ctl = self.cfg, self.controller
         obs = self.do_probe()
         dec = ctl.observe(obs, self.stage1_epoch)
-        rec = {"epoch": self.stage1_epoch, "modality_epochs": list(self.modality_epochs), **obs,
+        rec = {"epoch": self.stage1_epoch, "modality_epochs": list(self.modality_epochs),
+               "probe_data": cfg.probe_data, "n_probe": len(self.probe_set), **obs,
                "decision": dec.to_dict(), "reason": dec.reason}
         self.probes.append(rec)
         self.dir.event({"type": "probe", **rec})

@@ -316,3 +316,35 @@ def test_a_request_for_a_stalled_modality_is_no_switch():
     c.record_val(1, 0.4)
     d = c.observe(obs(0.2, 1.0, 0.1), 1)              # asks for stalled modality 1: no switch
     assert c.switches == 0 and d.modalities == (2,) and not d.start_joint and "not a switch" in d.reason
+
+
+def test_probe_on_training_samples_is_an_option_and_is_labelled(tmp_path):
+    """probe_data="train" (the authors' public code) embeds a fixed seeded subset of the
+    training split, the same samples at every probe, and every probe event says so."""
+    from multimodal_sched.data import build_dataset
+    from multimodal_sched.runner import probe_dataset
+
+    kw = {**TINY, "probe_data": "train", "probe_train_samples": 150, "probe_cache": True}
+    res = run(RunConfig(**kw, out=str(tmp_path / "t")))
+    probes = events(res.run_dir, "probe")
+    assert probes and all(p["probe_data"] == "train" and p["n_probe"] == 150 for p in probes)
+    cfg = RunConfig(**kw)
+    data, _ = build_dataset(cfg)
+    sub = probe_dataset(cfg, data)
+    idx = np.asarray(sub.indices)
+    assert len(idx) == 150 and np.all(np.diff(idx) > 0) and idx.max() < len(data.splits["train"])
+    y_train = np.array([int(data.splits["train"][i][2]) for i in idx])
+    saved = [np.load(os.path.join(res.run_dir, "probe_cache", f)) for f in
+             sorted(os.listdir(os.path.join(res.run_dir, "probe_cache")))]
+    assert saved and all(np.array_equal(s["y"], y_train) for s in saved)   # the same training samples each time
+    other = np.asarray(probe_dataset(RunConfig(**{**kw, "seed": 1}), data).indices)
+    assert not np.array_equal(other, idx)
+    full = probe_dataset(RunConfig(**{**kw, "probe_train_samples": 10_000}), data)
+    assert len(full) == len(data.splits["train"])
+    default = run(RunConfig(**TINY, out=str(tmp_path / "p")))
+    n_probe = len(build_dataset(RunConfig(**TINY))[0].splits["probe"])
+    assert all(p["probe_data"] == "probe" and p["n_probe"] == n_probe for p in events(default.run_dir, "probe"))
+    for bad, msg in [(dict(probe_data="val"), "probe_data"), (dict(probe_train_samples=1), "probe_train_samples"),
+                     (dict(probe_train_samples=True), "probe_train_samples")]:
+        with pytest.raises(ValueError, match=msg):
+            RunConfig(**{**TINY, **bad}).validate()

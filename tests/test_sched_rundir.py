@@ -184,7 +184,7 @@ BAD = {
     "batch_size": 0, "stage2": "bogus", "stage2_options": {"nope": 1}, "method_options": [], "max_unimodal_epochs": -1,
     "stage2_epochs": -1, "joint_epochs": -1, "unimodal_epochs": -1, "schedule_epochs": [1], "tau_u": 0.5,
     "lambda_s": 0, "probe_every": 0, "max_switches": -1, "max_modality_epochs": 0, "eps": 0,
-    "when_balanced": "never", "k": 1, "probe_boot": -1, "probe_bias_correction": "shuffle", "probe_confidence": 1.5, "pca_dims": 0, "binning": "x", "pid_method": "bogus", "probe_cache": "yes",
+    "when_balanced": "never", "k": 1, "probe_boot": -1, "probe_bias_correction": "shuffle", "probe_confidence": 1.5, "pca_dims": 0, "binning": "x", "pid_method": "bogus", "probe_cache": "yes", "probe_data": "val", "probe_train_samples": 0,
     "amp": 1, "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
     "start_modality": 3, "decision_rule": "vibes", "confirm_probes": 0, "first_probes": [-1],
     "stop_after_switches": 0, "val_patience": 0, "val_min_delta": -0.1, "val_restore": "yes", "rollback": 1,
