@@ -30,4 +30,4 @@ REG_GROWTH = 100.0  # growth of the (cumulative) shift per retry
 REG_RETRIES = 7  # regularized retries before a scaled gradient step
 FINAL_TARGET = 1e-16  # marginal violation of the last alternating-scaling squeeze of a certified q
 FINAL_SWEEPS = 200  # sweeps of that squeeze at most
-LABEL_FLOPS = 5000.0  # fixed cost of one label of the structured Newton factor, in flops (the path choice)
+LABEL_FLOPS = 20000.0  # fixed cost of one label of the structured Newton factor, in flops (the path choice)
