@@ -1,7 +1,8 @@
 """The controller's targets: PID controller vs the best fixed schedule, concat, uniform and aux0.6.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/controller_targets.py \
-        --datasets cg-digits synthetic --seeds 0 1 2 --out /work/runs-controller/targets [--part all]
+        --datasets cg-digits synthetic --seeds 0 1 2 --out runs/controller_targets [--part all] \
+        [--overrides '{"max_unimodal_epochs": 20}']
 
 Every row is the test accuracy of the checkpoint selected on val (mean ± std over seeds).
 "best fixed schedule" is the schedule of :data:`GRID` (Stage I epochs e1, e2 then Stage II,
@@ -24,8 +25,8 @@ GRID = [(a, b) for a in (2, 8, 30) for b in (2, 8, 30)]
 JOINT = ("concat", "uniform", "aux0.6")
 
 
-def specs(dataset: str, seed: int, part: str, pid_variants: dict, projection_dim=None) -> list:
-    base = dict(dataset=dataset, seed=seed, progress=False, plots=False, num_threads=1)
+def specs(dataset: str, seed: int, part: str, pid_variants: dict, projection_dim=None, overrides=None) -> list:
+    base = dict(dataset=dataset, seed=seed, progress=False, plots=False, num_threads=1, **(overrides or {}))
     if projection_dim is not None:   # baselines on the paper preset's architecture (64-d projection)
         base["projection_dim"] = projection_dim
         pid_variants = {k: v for k, v in pid_variants.items() if v.get("preset") == "paper"}
@@ -46,6 +47,8 @@ PID_VARIANTS = {
     "pid-paper-preset": dict(method="pid", preset="paper"),
     # the paper preset with the two guards of the default preset: val patience and the fallback
     "pid-paper-guards": dict(method="pid", preset="paper", val_patience=3, fallback=True),
+    # the default preset probing 1,280 training samples, as the authors' public code does
+    "pid-probe-train": dict(method="pid", preset="crema-sweep", probe_data="train"),
 }
 
 
@@ -116,11 +119,14 @@ def main(argv=None) -> int:
     p.add_argument("--table-only", action="store_true", help="print the table of the runs already finished")
     p.add_argument("--projection-dim", type=int, default=None,
                    help="every run with this projection_dim (the paper preset's 64): baselines on its architecture")
+    p.add_argument("--overrides", type=json.loads, default=None, metavar="JSON",
+                   help="RunConfig fields of every run, e.g. reduced epochs (the variants' own fields win)")
     a = p.parse_args(argv)
     rows = []
     for ds in a.datasets:
         for seed in a.seeds:
-            for name, cfg in specs(ds, seed, "all" if a.table_only else a.part, PID_VARIANTS, a.projection_dim):
+            for name, cfg in specs(ds, seed, "all" if a.table_only else a.part, PID_VARIANTS, a.projection_dim,
+                                   a.overrides):
                 d = os.path.join(a.out, ds, f"seed{seed}", name)
                 if a.table_only:
                     if not os.path.exists(os.path.join(d, "result.json")):
