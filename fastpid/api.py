@@ -35,6 +35,16 @@ def _bind_options(solver, method, options):
         )
 
 
+def _warn_unconverged(method, n_bad, n, max_violation, hint, stacklevel):
+    """The ConvergenceWarning of ``pid`` (``stacklevel`` counted from this function)."""
+    warnings.warn(
+        f"method={method!r}: {n_bad} of {n} distribution(s) did not converge "
+        f"(max marginal violation {max_violation:.2e}); {hint}",
+        ConvergenceWarning,
+        stacklevel=stacklevel,
+    )
+
+
 _EXACT_NUMPY = _REGISTRY[("exact", "numpy")]
 _EXACT_DEFAULTS: list = []  # exact.options() without arguments, validated once on first use
 _FLOAT64 = np.dtype(np.float64)
@@ -75,12 +85,7 @@ def _pid_exact_single(P, options):
     converged = status == 0
     violation = float(viol)
     if not converged:
-        warnings.warn(
-            f"method='exact': 1 of 1 distribution(s) did not converge "
-            f"(max marginal violation {violation:.2e}); increase max_iter or loosen tol / feas_tol",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+        _warn_unconverged("exact", 1, 1, violation, _exact.HINT, stacklevel=4)
     return PIDResult._from_fields({
         "R": R, "U1": U1, "U2": U2, "S": S, "I": I, "I1": I1, "I2": I2,
         "q": q.reshape(P.shape),
@@ -141,12 +146,7 @@ def pid(P, *, method: str = "exact", backend: str | None = None, **solver_option
         n_bad = int((~conv).sum())
         viol = np.asarray(nx.to_numpy(sol.violation))
         hint = sol.info.get("hint", "increase max_iter or loosen tol")
-        warnings.warn(
-            f"method={method!r}: {n_bad} of {conv.size} distribution(s) did not converge "
-            f"(max marginal violation {float(np.max(viol)):.2e}); {hint}",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        _warn_unconverged(method, n_bad, conv.size, float(np.max(viol)), hint, stacklevel=3)
 
     full_shape = tuple(batch_shape) + tuple(p.shape[1:])
 

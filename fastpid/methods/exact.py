@@ -42,6 +42,9 @@ from ..kernels.broja_ipm import STATUS, solve_batch, solve_one
 from . import Solution, register
 from ._common import TORCH, diagnostics_to_tensors, host64, torch
 
+# the ConvergenceWarning's advice for an uncertified exact solve
+HINT = "increase max_iter or loosen tol / feas_tol"
+
 # below this many distributions the thread pool costs more than it saves
 PARALLEL_MIN_BATCH = 8
 
@@ -143,7 +146,7 @@ def solve(p, *, tol, feas_tol, max_iter) -> Solution:
             "status": st[0] if len(st) == 1 else st,
             "tol": tol, "feas_tol": feas_tol,
             "dual_f": f, "dual_g": g,
-            "hint": "increase max_iter or loosen tol / feas_tol",
+            "hint": HINT,
         },
     )
 
@@ -308,7 +311,7 @@ if torch is not None:
             "compute": f"batched torch interior point on {p.device} in float64",
             "numba_fallback": n_fb,
             "numba_fallback_index": idx.tolist(),
-            "hint": "increase max_iter or loosen tol / feas_tol",
+            "hint": HINT,
         }
         atoms = exact_atoms(p, q64, f64, g64)
         return Solution(
