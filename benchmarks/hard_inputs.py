@@ -12,6 +12,10 @@ Families (seeded, ``--n`` histograms each unless said otherwise):
 * ``few heavy cells``: mass 1 on 1..5 cells of a 2x4x4 histogram, 3.55e-15 on
   the others;
 * ``256x256x4``: ``--large`` Dirichlet(1) histograms of shape 256x256x4;
+* ``underflow dirichlet``: Dirichlet(alpha = 0.003) histograms of shapes 2..7
+  per axis, whose smallest masses are subnormal (down to ~1e-320);
+* ``underflow, many labels``: Dirichlet(alpha = 0.005) of shapes 7x1x139 and
+  4x5x80 (the structured Newton solve), masses as small;
 * ``overflowing totals``: ``np.full((2, 2, 2), 1e308)`` and, with torch,
   ``torch.full((2, 2, 3), 3e38, dtype=torch.float32)``.
 
@@ -65,6 +69,18 @@ def large(rng, n):
         yield rng.dirichlet(np.ones(256 * 256 * 4)).reshape(256, 256, 4)
 
 
+def underflow_dirichlet(rng, n):
+    for _ in range(n):
+        shape = tuple(int(x) for x in rng.integers(2, 8, 3))
+        yield rng.dirichlet(np.full(int(np.prod(shape)), 0.003)).reshape(shape)
+
+
+def underflow_many_labels(rng, n):
+    for t in range(n):
+        shape = (7, 1, 139) if t % 2 == 0 else (4, 5, 80)
+        yield rng.dirichlet(np.full(int(np.prod(shape)), 0.005)).reshape(shape)
+
+
 def overflowing():
     yield np.full((2, 2, 2), 1e308)
     try:
@@ -80,6 +96,8 @@ def families(n, n_large, seed):
             ("x1 = x2 + noise", diagonal_with_noise(rng, n)),
             ("few heavy cells", few_heavy_cells(rng, n)),
             ("256x256x4", large(rng, n_large)),
+            ("underflow dirichlet", underflow_dirichlet(rng, n)),
+            ("underflow, many labels", underflow_many_labels(rng, n)),
             ("overflowing totals", overflowing())]
 
 

@@ -364,9 +364,16 @@ def _factor(M):
     dsc = np.empty(n)
     for r in range(n):
         dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
+    finite = True
     for r in range(n):  # the lower triangle is all LAPACK reads
         for col in range(r + 1):
-            M[r, col] *= dsc[r] * dsc[col]
+            # (M d_r) d_c: |M_rc| <= sqrt(M_rr M_cc) keeps each product finite, where
+            # d_r d_c alone overflows for masses near the underflow limit
+            M[r, col] = (M[r, col] * dsc[r]) * dsc[col]
+            if not np.isfinite(M[r, col]):
+                finite = False
+    if not finite:  # LAPACK's Cholesky does not refuse inf or NaN
+        return np.eye(n), dsc
     delta = 0.0
     for attempt in range(1 + REG_RETRIES):
         try:
@@ -561,12 +568,14 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
             d[r] = 1.0 / np.sqrt(D[r, r])
         for r in range(nk):
             for q in range(nk):
-                D[r, q] *= d[r] * d[q]
+                D[r, q] = (D[r, q] * d[r]) * d[q]   # the order that cannot overflow (see _factor)
+                if not np.isfinite(D[r, q]):      # LAPACK's Cholesky does not refuse inf or NaN
+                    return 0, Dinv, beta, G, csc
         try:
             np.linalg.cholesky(D)
+            Di = np.linalg.inv(D)
         except Exception:
             return 0, Dinv, beta, G, csc
-        Di = np.linalg.inv(D)
         for r in range(nk):
             for q in range(nk):
                 Dinv[k, r, q] = Di[r, q] * d[r] * d[q]
@@ -594,16 +603,26 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
         for t in range(nb):
             K[t, t] += 1.0 / beta[t]
             csc[t] = 1.0 / np.sqrt(K[t, t])
+        finite = True
         for t in range(nb):
             for u in range(t + 1):
-                K[t, u] *= csc[t] * csc[u]
+                K[t, u] = (K[t, u] * csc[t]) * csc[u]
+                if not np.isfinite(K[t, u]):
+                    finite = False
         try:
-            return 2, Dinv, beta, np.linalg.cholesky(K), csc
+            if finite:
+                Lk = np.linalg.cholesky(K)
+                for t in range(nb):
+                    if not np.isfinite(Lk[t, t]):
+                        finite = False
+                if finite:
+                    return 2, Dinv, beta, Lk, csc
         except Exception:
-            csc[:] = 1.0
-            for t in range(nb):  # the mode-1 form needs the full G
-                for u in range(t + 1, nb):
-                    G[t, u] = G[u, t]
+            pass
+        csc[:] = 1.0  # the symmetric factor failed: the row-scaled form, from the full G
+        for t in range(nb):
+            for u in range(t + 1, nb):
+                G[t, u] = G[u, t]
     for t in range(nb):
         big = abs(beta[t]) > 1.0
         for u in range(nb):
