@@ -74,11 +74,7 @@ def _pid_exact_single(P, options):
             _EXACT_DEFAULTS.append(_exact.options())
         opts = _EXACT_DEFAULTS[0]
     tol, feas_tol = opts["tol"], opts["feas_tol"]
-    if _exact._blas_limit_needed():  # one BLAS thread, as in methods/exact.py
-        with _exact._single_blas_thread():
-            q, f, g, iters, gap, viol, status = _exact.solve_one(p, tol * LOG2, feas_tol, opts["max_iter"])
-    else:
-        q, f, g, iters, gap, viol, status = _exact.solve_one(p, tol * LOG2, feas_tol, opts["max_iter"])
+    q, f, g, iters, gap, viol, status = _exact.solve_single(p, tol, feas_tol, opts["max_iter"])
     rows, widths, positive = marginal_rows(p, q)
     R, U1, U2, S, I, I1, I2 = atoms_from_rows_log(rows, np.log(positive), widths, LOG2)[:, 0].tolist()
     status = int(status)

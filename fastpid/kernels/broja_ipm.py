@@ -353,6 +353,23 @@ def _assemble(mask, s, c, pi, ridx, M):
 
 
 @njit(cache=True)
+def _jacobi_scale(M, d, lower):
+    """M_rc <- (M_rc d_r) d_c in place, on the lower triangle only if ``lower``;
+    False if an entry is not finite (LAPACK's Cholesky does not refuse inf or
+    NaN).  With d = diag(M)^-1/2 that order keeps every product finite
+    (|M_rc| <= sqrt(M_rr M_cc)), where d_r d_c alone overflows for masses near
+    the underflow limit."""
+    n = M.shape[0]
+    finite = True
+    for r in range(n):
+        for col in range(r + 1 if lower else n):
+            M[r, col] = (M[r, col] * d[r]) * d[col]
+            if not np.isfinite(M[r, col]):
+                finite = False
+    return finite
+
+
+@njit(cache=True)
 def _factor(M):
     """Jacobi-scale the lower triangle of M in place and Cholesky-factor it
     (LAPACK through NumPy, which reads the lower triangle only).
@@ -364,15 +381,7 @@ def _factor(M):
     dsc = np.empty(n)
     for r in range(n):
         dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-    finite = True
-    for r in range(n):  # the lower triangle is all LAPACK reads
-        for col in range(r + 1):
-            # (M d_r) d_c: |M_rc| <= sqrt(M_rr M_cc) keeps each product finite, where
-            # d_r d_c alone overflows for masses near the underflow limit
-            M[r, col] = (M[r, col] * dsc[r]) * dsc[col]
-            if not np.isfinite(M[r, col]):
-                finite = False
-    if not finite:  # LAPACK's Cholesky does not refuse inf or NaN
+    if not _jacobi_scale(M, dsc, True):  # the lower triangle is all LAPACK reads
         return np.eye(n), dsc
     delta = 0.0
     for attempt in range(1 + REG_RETRIES):
@@ -566,11 +575,8 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
             if not D[r, r] > 0.0:
                 return 0, Dinv, beta, G, csc
             d[r] = 1.0 / np.sqrt(D[r, r])
-        for r in range(nk):
-            for q in range(nk):
-                D[r, q] = (D[r, q] * d[r]) * d[q]   # the order that cannot overflow (see _factor)
-                if not np.isfinite(D[r, q]):      # LAPACK's Cholesky does not refuse inf or NaN
-                    return 0, Dinv, beta, G, csc
+        if not _jacobi_scale(D, d, False):
+            return 0, Dinv, beta, G, csc
         try:
             np.linalg.cholesky(D)
             Di = np.linalg.inv(D)
@@ -603,22 +609,11 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
         for t in range(nb):
             K[t, t] += 1.0 / beta[t]
             csc[t] = 1.0 / np.sqrt(K[t, t])
-        finite = True
-        for t in range(nb):
-            for u in range(t + 1):
-                K[t, u] = (K[t, u] * csc[t]) * csc[u]
-                if not np.isfinite(K[t, u]):
-                    finite = False
-        try:
-            if finite:
-                Lk = np.linalg.cholesky(K)
-                for t in range(nb):
-                    if not np.isfinite(Lk[t, t]):
-                        finite = False
-                if finite:
-                    return 2, Dinv, beta, Lk, csc
-        except Exception:
-            pass
+        if _jacobi_scale(K, csc, True):
+            try:
+                return 2, Dinv, beta, np.linalg.cholesky(K), csc
+            except Exception:
+                pass
         csc[:] = 1.0  # the symmetric factor failed: the row-scaled form, from the full G
         for t in range(nb):
             for u in range(t + 1, nb):

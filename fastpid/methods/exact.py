@@ -52,9 +52,13 @@ _BLAS_CONTROLLER = None
 _BLAS_LIBS = ()
 
 
-def _blas_limit_needed() -> bool:
-    """Whether some BLAS library runs more than one thread (the controller is
-    built once: ~4 ms)."""
+def _single_blas_thread():
+    """Context limiting BLAS to one thread (the controller is built once: ~4 ms).
+
+    Where every BLAS library already runs one thread (``OMP_NUM_THREADS=1``,
+    ``OPENBLAS_NUM_THREADS=1``, a single core, an enclosing limit) there is
+    nothing to limit and the ~25 µs of ``ThreadpoolController.limit`` are
+    skipped; otherwise threadpoolctl sets and restores the limit as before."""
     global _BLAS_CONTROLLER, _BLAS_LIBS
     if _BLAS_CONTROLLER is None:
         import scipy.linalg  # noqa: F401  (loads the OpenBLAS numba's LAPACK calls use)
@@ -63,20 +67,15 @@ def _blas_limit_needed() -> bool:
         _BLAS_LIBS = tuple(_BLAS_CONTROLLER.select(user_api="blas").lib_controllers)
     for lib in _BLAS_LIBS:
         if lib.num_threads != 1:
-            return True
-    return False
-
-
-def _single_blas_thread():
-    """Context limiting BLAS to one thread.
-
-    Where every BLAS library already runs one thread (``OMP_NUM_THREADS=1``,
-    ``OPENBLAS_NUM_THREADS=1``, a single core, an enclosing limit) there is
-    nothing to limit and the ~25 µs of ``ThreadpoolController.limit`` are
-    skipped; otherwise threadpoolctl sets and restores the limit as before."""
-    if _blas_limit_needed():
-        return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+            return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
     return contextlib.nullcontext()
+
+
+def solve_single(p, tol, feas_tol, max_iter):
+    """The kernel's raw solve of one normalized float64 distribution (tolerances
+    in bits), with one BLAS thread: (q, f, g, iterations, gap_nats, violation, status)."""
+    with _single_blas_thread():
+        return solve_one(p, tol * LOG2, feas_tol, max_iter)
 
 
 def options(
