@@ -433,6 +433,91 @@ def test_structured_solve_matches_dense(shape, slack):
         np.testing.assert_allclose(M @ x, rhs, rtol=0, atol=1e-9 * np.abs(rhs).max() * max(1.0, np.abs(M).max()))
 
 
+def _newton_state(nb_mod, P, rng, slack=None):
+    """The active rows of P and a Newton matrix on them: the solver's own
+    start, or random block masses s, slacks c (``slack``) and softmax
+    weights pi."""
+    n1, n2, ny = P.shape
+    a, b, py, mask, ridx, na = nb_mod._support(P)
+    f, g = np.zeros((n1, ny)), np.zeros((n2, ny))
+    c, pi, s, w = np.zeros((n1, n2)), np.zeros(P.shape), np.zeros((n1, n2)), np.zeros((n1, n2))
+    nb_mod._start(a, b, py, mask, f, g, c, pi, s, w)
+    if slack is not None:
+        s = rng.uniform(0.1, 2.0, (n1, n2))
+        c = rng.choice(slack, (n1, n2))
+        pi = rng.dirichlet(np.ones(ny), (n1, n2))
+    return mask, s, c, pi, ridx, na
+
+
+@pytest.mark.parametrize("slack", [None, (0.3,), (0.3, 1.0, 2.5), (1e-8, 1e-3)])
+@pytest.mark.parametrize("shape", [(6, 6, 3), (20, 20, 6), (30, 12, 4), (12, 30, 4), (9, 9, 1), (3, 40, 5)])
+def test_block_factor_is_the_dense_cholesky_factor(shape, slack):
+    """The block (Schur) factor that exploits the block-diagonal leading side
+    is the factor of LAPACK's dense Cholesky of the same Jacobi-scaled
+    matrix (the same elimination order), to rounding, on the solver's start
+    and on random states with c < 1, c = 1, c > 1 and tiny slacks; with x1
+    or x2 (the larger side) leading, and with empty cells (dropped rows).
+    It also reproduces the scaled matrix itself, and solves with it agree
+    with a dense solve of the unscaled matrix."""
+    from fastpid.kernels import broja_ipm as nb_mod
+
+    rng = np.random.default_rng(sum(shape) + (0 if slack is None else len(slack)))
+    P = rng.dirichlet(np.full(int(np.prod(shape)), 0.5)).reshape(shape)
+    P[rng.random(shape) < 0.15] = 0.0
+    P /= P.sum()
+    mask, s, c, pi, ridx, na = _newton_state(nb_mod, P, rng, slack)
+    n1, n2, ny = shape
+    # the larger side's rows come first, source by source
+    lead = slice(n1 * ny, None) if n2 > n1 else slice(0, n1 * ny)
+    first = ridx[lead][ridx[lead] >= 0]
+    np.testing.assert_array_equal(first, np.arange(first.size))
+    bst = nb_mod._lead_blocks(ridx, n1, n2, ny)
+    assert bst[-1] == first.size
+    M = np.zeros((na, na))
+    nb_mod._assemble(mask, s, c, pi, ridx, M)
+    assert np.all(np.triu(M, 1) == 0.0)  # only the lower triangle is assembled
+    Ld, dd = nb_mod._factor(M.copy())
+    Lb, db = nb_mod._factor_blocks(M.copy(), bst)
+    np.testing.assert_array_equal(db, dd)
+    Ld, Lb = np.tril(Ld), np.tril(Lb)
+    full = np.tril(M) + np.tril(M, -1).T
+    scaled = full * dd[:, None] * dd[None, :]
+    np.testing.assert_allclose(Lb @ Lb.T, scaled, rtol=0, atol=1e-13)  # backward stable, as LAPACK's
+    # the same factor: to rounding amplified by the conditioning (slacks 1e-8 make the matrix ~1e8-conditioned)
+    tol = 1e-13 if slack is None or min(slack) >= 0.3 else 1e-9
+    assert np.abs(Lb - Ld).max() <= tol
+    rhs = rng.standard_normal(na)
+    x = nb_mod._solve_factored(Lb, db, rhs)
+    np.testing.assert_allclose(full @ x, rhs, rtol=0, atol=1e-9 * np.abs(rhs).max() * max(1.0, np.abs(full).max()))
+
+
+def test_block_factor_retries_a_semidefinite_matrix_like_the_dense_one():
+    """A positive semi-definite Newton matrix (a label whose two rows are
+    copies of each other) makes both factors add the same diagonal shifts:
+    the block factor comes back finite and equal to the dense one's."""
+    from fastpid.kernels import broja_ipm as nb_mod
+
+    rng = np.random.default_rng(3)
+    n1, m = 40, 5
+    blocks = []
+    for i in range(n1):
+        v = rng.standard_normal(m)
+        blocks.append(np.outer(v, v))  # rank one: semi-definite per source
+    lead = n1 * m
+    M = np.zeros((lead + 12, lead + 12))
+    for i, B in enumerate(blocks):
+        M[i * m:(i + 1) * m, i * m:(i + 1) * m] = B
+    X = rng.standard_normal((12, lead))
+    M[lead:, :lead] = X * 0.01
+    M[lead:, lead:] = np.eye(12)
+    M = np.tril(M)
+    bst = np.arange(0, lead + 1, m, dtype=np.int64)
+    Ld, dd = nb_mod._factor(M.copy())
+    Lb, db = nb_mod._factor_blocks(M.copy(), bst)
+    assert np.all(np.isfinite(Lb))
+    np.testing.assert_allclose(np.tril(Lb), np.tril(Ld), rtol=0, atol=1e-8)
+
+
 @pytest.mark.parametrize("shape", [(2, 2, 300), (6, 6, 40)])
 def test_many_labels_take_the_structured_path(shape):
     """Shapes with many labels: the structured solve is chosen (by flop

@@ -31,3 +31,6 @@ REG_RETRIES = 7  # regularized retries before a scaled gradient step
 FINAL_TARGET = 1e-16  # marginal violation of the last alternating-scaling squeeze of a certified q
 FINAL_SWEEPS = 200  # sweeps of that squeeze at most
 LABEL_FLOPS = 20000.0  # fixed cost of one label of the structured Newton factor, in flops (the path choice)
+SCHUR_PANEL = 256  # rows of a gemm panel of the Schur complement in the block (Schur) Cholesky factor
+BLOCK_MIN_ROWS = 30  # Newton matrices with at least this many rows take the block (Schur) Cholesky factor
+
