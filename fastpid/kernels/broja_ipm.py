@@ -424,6 +424,27 @@ def _lead_blocks(ridx, n1, n2, ny):
     return bst
 
 
+@njit(cache=True)
+def _small_cholesky(A, L):
+    """Lower Cholesky factor of the small matrix whose lower triangle is A,
+    into the lower triangle of L (the row-oriented textbook algorithm:
+    cheaper than a LAPACK call, with its allocations, at a source's few
+    rows).  False, as LAPACK, if a pivot is not positive (or not finite)."""
+    m = A.shape[0]
+    for r in range(m):
+        for q in range(r + 1):
+            acc = A[r, q]
+            for k in range(q):
+                acc -= L[r, k] * L[q, k]
+            if q < r:
+                L[r, q] = acc / L[q, q]
+            elif acc > 0.0 and acc < np.inf:
+                L[r, r] = np.sqrt(acc)
+            else:
+                return False
+    return True
+
+
 @njit(cache=True, fastmath=True)
 def _lower_solve_rows(Li, X, r0):
     """X[r0:r0 + m] <- Li^-1 X[r0:r0 + m] (Li lower triangular m x m), by
@@ -474,19 +495,12 @@ def _block_cholesky(M, bst, L):
         m = bst[i + 1] - r0
         if m == 0:
             continue
-        blk = np.zeros((m, m))
-        for r in range(m):
-            for q in range(r + 1):
-                blk[r, q] = M[r0 + r, r0 + q]
-        try:
-            Li = np.linalg.cholesky(blk)
-        except Exception:
+        Li = L[r0:r0 + m, r0:r0 + m]
+        if not _small_cholesky(M[r0:r0 + m, r0:r0 + m], Li):
             return False
-        for r in range(m):  # the diagonal block, and zeros left of it (only the lower triangle is read)
+        for r in range(m):  # zeros left of the diagonal block (only the lower triangle is read)
             for q in range(r0):
                 L[r0 + r, q] = 0.0
-            for q in range(r + 1):
-                L[r0 + r, r0 + q] = Li[r, q]
         for I in range(npan):
             _lower_solve_rows(Li, WT[I], r0)
     for r in range(n2a):
