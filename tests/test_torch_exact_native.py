@@ -163,6 +163,76 @@ def test_strided_assembly_matches_dense_formula():
             assert np.allclose(M[t].numpy(), ref, rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 12), (7, 3, 4), (3, 7, 4), (6, 6, 5)])
+def test_block_factor_solves_the_dense_system(shape):
+    """The block (Schur) factor, built without forming M (the larger side
+    leading, x1 or x2), solves the same Jacobi-scaled Newton system as the
+    dense Cholesky factor, with dropped rows, empty blocks and slacks above
+    and below 1; an item with an active row that no cell supports (a zero
+    row: semi-definite) takes the regularized retries and stays finite."""
+    g = torch.Generator().manual_seed(sum(shape))
+    B, (n1, n2, ny) = 5, shape
+    mask = torch.rand(B, n1, n2, ny, generator=g) > 0.15
+    mask[:, 0, 0] = True  # every label's support graph connected (x1 = 0 and x2 = 0 see all of it)
+    mask[:, 0, :] = True
+    mask[:, :, 0] = True
+    mask[0, 1, 1] = False
+    blk = mask.any(-1)
+    pi = torch.where(mask, torch.rand(B, n1, n2, ny, generator=g, dtype=torch.float64), 0.0)
+    pi = pi / pi.sum(-1, keepdim=True).clamp(min=1e-300)
+    s = torch.where(blk, torch.rand(B, n1, n2, generator=g, dtype=torch.float64), 0.0)
+    c = torch.where(blk, 0.1 + 2 * torch.rand(B, n1, n2, generator=g, dtype=torch.float64), 1.0)
+    has2 = mask.any(1)
+    has2[:, 0] = False  # the gauge row of every label
+    act = torch.cat((mask.any(2).reshape(B, -1), has2.reshape(B, -1)), 1)
+    act &= torch.rand(act.shape, generator=g) > 0.1  # rows dropped at random: principal submatrices
+    mask[4, 0] = False  # item 4: source x1 = 0 loses its cells, its rows stay active (zero rows)
+    blk = mask.any(-1)
+    pi = torch.where(mask, pi, 0.0)
+    act[4, :ny] = True
+    H = tk._block_hessian(blk, s, c, pi)
+    Ld, dd = tk._factor(H, act)
+    Lb, db = tk._factor_blocks(H, act)
+    assert Lb.lead2 == (n2 > n1)
+    assert torch.equal(db, dd)
+    rhs = torch.randn(B, (n1 + n2) * ny, 3, generator=g, dtype=torch.float64)
+    xd, xb = tk._solve(Ld, dd, rhs), tk._solve(Lb, db, rhs)
+    assert bool(torch.isfinite(xb).all())
+    v = act.double()
+    M = tk._assemble(H, v[:, : n1 * ny].reshape(B, n1, ny), v[:, n1 * ny:].reshape(B, n2, ny), act)
+    for t in range(4):
+        assert torch.allclose(xb[t], xd[t], rtol=1e-9, atol=1e-9 * float(xd[t].abs().max()))
+        on = act[t]
+        res = M[t][on][:, on] @ xb[t][on] - rhs[t][on]
+        assert float(res.abs().max()) <= 1e-9 * float(rhs.abs().max()) * max(1.0, float(M[t].abs().max()))
+
+
+@pytest.mark.parametrize("shape", [(8, 6, 5), (5, 9, 4)])
+def test_block_factor_path_follows_numba_and_the_dense_path(make_hist, shape, monkeypatch):
+    """Shapes that take the block factor (both sides leading): the same
+    iteration counts and status as the Numba kernel and as the torch dense
+    factor forced in its place, certified optima within the gaps."""
+    assert (shape[0] + shape[1] - 1) * shape[2] >= nb.BLOCK_MIN_ROWS
+    P = np.concatenate([_batch(make_hist, shape, a, 4, zero_frac=0.2) for a in (0.3, 1.0)])
+    gap_tol = 1e-9 * LOG2
+    out = tk.solve_batch(torch.tensor(P), gap_tol, FEAS_TOL, 200, structured=False)
+    *_, rit, rgap, rviol, rst = nb.solve_batch(P, gap_tol, FEAS_TOL, 200)
+    monkeypatch.setattr(tk, "_factor_blocks", lambda H, act: (_ for _ in ()).throw(AssertionError("block path")))
+    with pytest.raises(AssertionError, match="block path"):
+        tk.solve_batch(torch.tensor(P[:1]), gap_tol, FEAS_TOL, 200, structured=False)
+    monkeypatch.setattr(tk, "_factor_newton", tk._factor)
+    dense = tk.solve_batch(torch.tensor(P), gap_tol, FEAS_TOL, 200, structured=False)
+    assert bool((out[6] == 0).all()) and np.array_equal(out[6].numpy(), rst)
+    assert np.array_equal(out[3].numpy(), rit) and torch.equal(out[3], dense[3])
+    for t in range(len(P)):
+        p = P[t]
+        a, b = p.sum(1), p.sum(0)
+        mask = (a[:, None, :] > 0) & (b[None, :, :] > 0)
+        F0, _ = nb._certificate(out[0][t].numpy(), mask, a, b, out[1][t].numpy(), out[2][t].numpy())
+        F0d, _ = nb._certificate(dense[0][t].numpy(), mask, a, b, dense[1][t].numpy(), dense[2][t].numpy())
+        assert abs(F0 - F0d) <= float(out[4][t] + dense[4][t]) + 1e-15
+
+
 def test_kernel_follows_numba_iterates(make_hist):
     """Same algorithm as the Numba kernel: same iteration counts and status
     on random batches (the arithmetic differs only in summation order)."""

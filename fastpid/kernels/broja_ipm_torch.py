@@ -23,8 +23,11 @@ of a b / p(y), with f and g shifted per row and column as in the Numba kernel). 
   s (diag(pi) + (1/c - 1) pi pi^T), written densely through strided views;
   rows without supported cells and one redundant (x2, y) row per label (the
   gauge) are identity rows, so every item has the same matrix size; Jacobi
-  scaling and batched ``torch.linalg.cholesky_ex``, items whose factorization
-  fails regularized (REG_START, then x REG_GROWTH per retry, up to
+  scaling and batched ``torch.linalg.cholesky_ex``: from BLOCK_MIN_ROWS rows
+  on, as the Numba kernel, without forming M (``_factor_blocks``: the larger
+  source side leads, its block-diagonal part is factored per source, then
+  triangular solves and one Cholesky factor of the Schur complement on the
+  smaller side); items whose factorization fails regularized (REG_START, then x REG_GROWTH per retry, up to
   REG_RETRIES retries, as the Numba kernel) and refactored alone; predictor and corrector share the
   factor (batched triangular solves).  Where it needs under half the flops
   (many labels, few blocks; the Numba kernel's ``_structured_cost`` rule for
@@ -78,7 +81,7 @@ import math
 
 import torch
 
-from ._constants import (ARMIJO, BACKTRACK, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
+from ._constants import (ARMIJO, BACKTRACK, BLOCK_MIN_ROWS, CERTIFY, ETA_MIN, FINAL_SWEEPS, FINAL_TARGET, FULL_STEP, JAM,
                          LABEL_FLOPS, LS_TRIALS, MAXSTEP, PROGRESS, PROJECT_ROUNDS, REG_GROWTH, REG_RETRIES, REG_START,
                          RESTORE_SWEEPS, SBAND, SIGMA_DAMPED, SIGMA_MAX, SIGMA_MIN, STALL, START_SLACK,
                          WGROWTH)
@@ -292,13 +295,120 @@ def _factor(H, act):
     return L, dsc
 
 
+class _Blocks:
+    """The block (Schur) Cholesky factor of the Jacobi-scaled M (``_factor_blocks``):
+    M = [[La, 0], [X^T, Lb]] [[La^T, X], [0, Lb^T]] in the order (leading
+    side, trailing side), the leading side the larger one (x2 if n2 > n1,
+    as in the Numba kernel): ``La`` (W, n_a, ny, ny) the per-source factors
+    of its block-diagonal part, ``X`` (W, n_a ny, n_b ny) = La^-1 M_ab and
+    ``Lb`` (W, n_b ny, n_b ny) the Cholesky factor of the Schur complement
+    M_bb - X^T X.  Indexing takes items."""
+
+    __slots__ = ("La", "X", "Lb", "lead2")
+
+    def __init__(self, La, X, Lb, lead2):
+        self.La, self.X, self.Lb, self.lead2 = La, X, Lb, lead2
+
+    def __getitem__(self, idx):
+        return _Blocks(self.La[idx], self.X[idx], self.Lb[idx], self.lead2)
+
+    def solve(self, r):
+        """x with M x = r for the scaled rows r (W, nr, R), x1 rows first."""
+        W, nr, R = r.shape
+        n_a, ny = self.La.shape[1], self.La.shape[2]
+        oa = n_a * ny
+        if self.lead2:
+            ra, rb = r[:, nr - oa:], r[:, : nr - oa]
+        else:
+            ra, rb = r[:, :oa], r[:, oa:]
+        ya = torch.linalg.solve_triangular(self.La, ra.reshape(W, n_a, ny, R), upper=False).reshape(W, oa, R)
+        yb = torch.linalg.solve_triangular(self.Lb, rb - self.X.mT @ ya, upper=False)
+        xb = torch.linalg.solve_triangular(self.Lb.mT, yb, upper=True)
+        xa = torch.linalg.solve_triangular(self.La.mT, (ya - self.X @ xb).reshape(W, n_a, ny, R),
+                                           upper=True).reshape(W, oa, R)
+        return torch.cat((xb, xa), 1) if self.lead2 else torch.cat((xa, xb), 1)
+
+
+def _block_diagonal(Hd):
+    """Dense (W, n ny, n ny) block-diagonal matrix from its blocks (W, n, ny, ny)."""
+    W, n, ny, _ = Hd.shape
+    M = torch.zeros(W, n * ny, n * ny, dtype=Hd.dtype, device=Hd.device)
+    st = (n * ny * n * ny, ny * n * ny, n * ny, ny, 1)
+    M.as_strided((W, n, ny, n, ny), st, 0).diagonal(dim1=1, dim2=3).copy_(Hd.permute(0, 2, 3, 1))
+    return M
+
+
+def _factor_blocks(H, act):
+    """The factor of ``_factor`` without forming M: the rows of the larger
+    source side lead, and since different sources of one side do not
+    couple, their part of M is block diagonal (the per-source sums of H);
+    it is factored source by source, X = La^-1 M_ab by batched triangular
+    solves and the Schur complement M_bb - X^T X on the smaller side by one
+    batched Cholesky factor (the Numba kernel's ``_block_cholesky``, batched).
+    The same Jacobi scaling, identity rows for the inactive ones, per-item
+    regularized retries (the shift on the whole diagonal) and identity
+    factors for items that stay indefinite.  Returns (_Blocks, dsc)."""
+    W, n1, n2, ny, _ = H.shape
+    v1, v2, dsc = _jacobi(H, act)
+    lead2 = n2 > n1
+    a1, a2 = act[:, : n1 * ny].reshape(W, n1, ny), act[:, n1 * ny:].reshape(W, n2, ny)
+    if lead2:
+        Hs, va, vb, aa, ab = H.transpose(1, 2), v2, v1, a2, a1
+    else:
+        Hs, va, vb, aa, ab = H, v1, v2, a1, a2
+    n_a, n_b = Hs.shape[1], Hs.shape[2]
+    eye = torch.eye(ny, dtype=H.dtype, device=H.device)
+    Maa = Hs.sum(2) * va[..., :, None] * va[..., None, :] + torch.diag_embed((~aa).to(H.dtype))
+    Mbb = _block_diagonal(Hs.sum(1) * vb[..., :, None] * vb[..., None, :] + torch.diag_embed((~ab).to(H.dtype)))
+    Mab = (Hs * va[:, :, None, :, None] * vb[:, None, :, None, :]).permute(0, 1, 3, 2, 4).reshape(W, n_a, ny, n_b * ny)
+
+    def factor(Maa, Mab, Mbb):
+        La, info_a = torch.linalg.cholesky_ex(Maa)
+        X = torch.linalg.solve_triangular(La, Mab, upper=False).reshape(Maa.shape[0], n_a * ny, n_b * ny)
+        Lb, info_b = torch.linalg.cholesky_ex(Mbb - X.mT @ X)
+        bad = (info_a != 0).any(1) | (info_b != 0) | ~torch.isfinite(X).all(2).all(1)
+        return La, X, Lb, bad
+
+    La, X, Lb, bad = factor(Maa, Mab, Mbb)
+    if bool(bad.any()):
+        nb_ = n_b * ny
+        eyeb = torch.eye(nb_, dtype=H.dtype, device=H.device)
+        idx = bad.nonzero().squeeze(1)
+        Sa, Sab, Sb = Maa[idx], Mab[idx], Mbb[idx]
+        delta = 0.0
+        for _attempt in range(REG_RETRIES):
+            delta = REG_START if delta == 0.0 else delta * REG_GROWTH
+            Sa, Sb = Sa + delta * eye, Sb + delta * eyeb
+            La_i, X_i, Lb_i, still = factor(Sa, Sab, Sb)
+            La[idx], X[idx], Lb[idx] = La_i, X_i, Lb_i
+            bad[idx] = still
+            if not bool(still.any()):
+                break
+            idx, Sa, Sab, Sb = idx[still], Sa[still], Sab[still], Sb[still]
+        if bool(bad.any()):  # a scaled gradient step, as the dense factor's identity
+            La[bad], X[bad], Lb[bad] = eye, 0.0, eyeb
+    return _Blocks(La, X, Lb, lead2), dsc
+
+
+def _factor_newton(H, act):
+    """The dense path's factor: the block (Schur) factor from BLOCK_MIN_ROWS
+    rows on (as the Numba kernel), the dense Cholesky factor below."""
+    W, n1, n2, ny, _ = H.shape
+    if (n1 + n2 - 1) * ny >= BLOCK_MIN_ROWS:
+        return _factor_blocks(H, act)
+    return _factor(H, act)
+
+
 def _solve(L, dsc, rhs):
     """(D^-1 L L^T D^-1) x = rhs for rhs (W, n) or (W, n, R) (two batched
     triangular solves; x = 0 on the inactive rows, where dsc = 0)."""
     vec = rhs.dim() == 2
     r = (rhs[..., None] if vec else rhs) * dsc[:, :, None]
-    y = torch.linalg.solve_triangular(L, r, upper=False)
-    x = torch.linalg.solve_triangular(L.mT, y, upper=True) * dsc[:, :, None]
+    if isinstance(L, _Blocks):
+        x = L.solve(r) * dsc[:, :, None]
+    else:
+        y = torch.linalg.solve_triangular(L, r, upper=False)
+        x = torch.linalg.solve_triangular(L.mT, y, upper=True) * dsc[:, :, None]
     return x[..., 0] if vec else x
 
 
@@ -430,13 +540,13 @@ def _factor_any(structured, blk, s, c, pi, act):
     the structured factor, and the dense one of the items where it fails."""
     W = pi.shape[0]
     if not structured:
-        L, dsc = _factor(_block_hessian(blk, s, c, pi), act)
+        L, dsc = _factor_newton(_block_hessian(blk, s, c, pi), act)
         return _Factor(L, dsc, torch.ones(W, dtype=torch.bool, device=pi.device))
     ok, Dinv, Cf, bs = _factor_structured(blk, s, c, pi, act)
     dense = ~ok
     if bool(dense.any()):
         di = dense.nonzero().squeeze(1)
-        L, dsc = _factor(_block_hessian(blk[di], s[di], c[di], pi[di]), act[di])
+        L, dsc = _factor_newton(_block_hessian(blk[di], s[di], c[di], pi[di]), act[di])
     else:
         nr = act.shape[1]
         L = torch.zeros(0, nr, nr, dtype=pi.dtype, device=pi.device)
