@@ -424,6 +424,15 @@ def _lead_blocks(ridx, n1, n2, ny):
     return bst
 
 
+@njit(cache=True, fastmath=True)
+def _dot(x, y, n):
+    """sum_k<n x[k] y[k] (vectorized: fastmath lets the sum be reordered)."""
+    acc = 0.0
+    for k in range(n):
+        acc += x[k] * y[k]
+    return acc
+
+
 @njit(cache=True)
 def _small_cholesky(A, L):
     """Lower Cholesky factor of the small matrix whose lower triangle is A,
@@ -432,10 +441,9 @@ def _small_cholesky(A, L):
     rows).  False, as LAPACK, if a pivot is not positive (or not finite)."""
     m = A.shape[0]
     for r in range(m):
+        Lr = L[r]
         for q in range(r + 1):
-            acc = A[r, q]
-            for k in range(q):
-                acc -= L[r, k] * L[q, k]
+            acc = A[r, q] - _dot(Lr, L[q], q)
             if q < r:
                 L[r, q] = acc / L[q, q]
             elif acc > 0.0 and acc < np.inf:
@@ -443,6 +451,31 @@ def _small_cholesky(A, L):
             else:
                 return False
     return True
+
+
+@njit(cache=True, fastmath=True)
+def _spd_inverse(L, U, Ai, m):
+    """Ai[:m, :m] = (L L^T)^-1 from the lower Cholesky factor L[:m, :m]:
+    U = L^-T (upper; its rows are the columns of L^-1), then
+    Ai = U U^T, the lower triangle from contiguous row products and mirrored
+    (the per-label inverses of the structured solve, without a LAPACK call
+    per label)."""
+    for j in range(m):  # columns j of L^-1, stored as rows of U
+        U[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, m):
+            acc = 0.0
+            for k in range(j, i):
+                acc -= L[i, k] * U[j, k]
+            U[j, i] = acc / L[i, i]
+    for r in range(m):
+        Ur = U[r]
+        for q in range(r + 1):
+            Uq = U[q]
+            acc = 0.0
+            for k in range(r, m):
+                acc += Ur[k] * Uq[k]
+            Ai[r, q] = acc
+            Ai[q, r] = acc
 
 
 @njit(cache=True, fastmath=True)
@@ -709,6 +742,8 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
     q1v = np.empty(nb, dtype=np.int64)
     q2v = np.empty(nb, dtype=np.int64)
     pvk = np.empty(nb)
+    Lk = np.zeros((m, m))
+    Uk = np.zeros((m, m))
     allpos = True
     for t in range(nb):
         i = blist[t, 0]
@@ -741,14 +776,12 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
             d[r] = 1.0 / np.sqrt(D[r, r])
         if not _jacobi_scale(D, d, False):
             return 0, Dinv, beta, G, csc
-        try:
-            np.linalg.cholesky(D)
-            Di = np.linalg.inv(D)
-        except Exception:
+        if not _small_cholesky(D, Lk):
             return 0, Dinv, beta, G, csc
+        _spd_inverse(Lk, Uk, Dinv[k], nk)
         for r in range(nk):
             for q in range(nk):
-                Dinv[k, r, q] = Di[r, q] * d[r] * d[q]
+                Dinv[k, r, q] *= d[r] * d[q]
         # G += W_k^T Dinv_k W_k, W_k the columns pi_b of U restricted to
         # label k (two entries per column: the block's x1 and x2 rows); the
         # lower triangle only where the symmetric form will be factored
