@@ -97,6 +97,32 @@ __all__ = ["STATUS", "solve_batch", "solve_one"]
 
 
 @njit(cache=True)
+def _copy2(dst, src):
+    """dst[...] = src for 2-d arrays (explicit loops: Numba's generic slice
+    assignment costs seconds of compile time per signature)."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@njit(cache=True)
+def _copy3(dst, src):
+    """dst[...] = src for 3-d arrays (see ``_copy2``)."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            for k in range(dst.shape[2]):
+                dst[i, j, k] = src[i, j, k]
+
+
+@njit(cache=True)
+def _fill2(dst, value):
+    """dst[...] = value for a 2-d array (see ``_copy2``)."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = value
+
+
+@njit(cache=True)
 def _violation(q, a, b):
     n1, n2, ny = q.shape
     viol = 0.0
@@ -811,8 +837,8 @@ def _factor_structured(mask, s, c, pi, lrow, lcnt, blist, pos1, pos2):
                 return 2, Dinv, beta, np.linalg.cholesky(K), csc
             except Exception:
                 pass
-        csc[:] = 1.0  # the symmetric factor failed: the row-scaled form, from the full G
-        for t in range(nb):
+        for t in range(nb):  # the symmetric factor failed: the row-scaled form, from the full G
+            csc[t] = 1.0
             for u in range(t + 1, nb):
                 G[t, u] = G[u, t]
     for t in range(nb):
@@ -1121,7 +1147,7 @@ def _keep_better(p, q, mask):
                 if q[i, j, k] > 0.0:
                     fq += q[i, j, k] * np.log(q[i, j, k] / sq)
     if fp < fq:
-        q[:, :, :] = p
+        _copy3(q, p)
 
 
 @njit(cache=True)
@@ -1227,7 +1253,7 @@ def _predictor(fac, ridx, a, b, mask, s, c, pi, mu, prev_alpha, coef, df, dg, t,
     step after a very short one.  Returns (sigma, corr), corr = 0 for a pure
     centering step."""
     n1, n2, ny = mask.shape
-    coef[:, :] = 0.0
+    _fill2(coef, 0.0)
     _direction(fac, ridx, a, b, mask, c, pi, coef, df, dg)
     _curvature(mask, c, pi, df, dg, t, va)
     ax = 1.0
@@ -1463,9 +1489,9 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
                 stall = 0 if gap < PROGRESS * best_gap else stall + 1
                 best_gap = gap
                 best_viol = viol
-                qbest[:, :, :] = q
-                fbest[:, :] = f
-                gbest[:, :] = g
+                _copy3(qbest, q)
+                _copy2(fbest, f)
+                _copy2(gbest, g)
             else:
                 stall += 1
             if gap <= gap_tol and viol <= feas_tol:
@@ -1494,10 +1520,10 @@ def solve_one(p, gap_tol, feas_tol, max_iter):
         # centre the centering direction vanishes and the steps would shrink
         # forever): the next step is a corrector again
         prev_alpha = ax if corr != 0.0 else max(ax, JAM)
-        f[:, :] = fn
-        g[:, :] = gn
-        c[:, :] = cn
-        pi[:, :, :] = pin
+        _copy2(f, fn)
+        _copy2(g, gn)
+        _copy2(c, cn)
+        _copy3(pi, pin)
         _update_multipliers(s, c, ds, asl, smu, w)
     return _finish(p, a, b, mask, q, f, g, it, gap, viol, status, qbest, fbest, gbest, best_gap, best_viol,
                    gap_tol, feas_tol)
