@@ -450,13 +450,15 @@ def _newton_state(nb_mod, P, rng, slack=None):
 
 
 @pytest.mark.parametrize("slack", [None, (0.3,), (0.3, 1.0, 2.5), (1e-8, 1e-3)])
-@pytest.mark.parametrize("shape", [(6, 6, 3), (20, 20, 6), (30, 12, 4), (12, 30, 4), (9, 9, 1), (3, 40, 5)])
+@pytest.mark.parametrize("shape", [(6, 6, 3), (20, 20, 6), (30, 12, 4), (12, 30, 4), (9, 9, 1), (3, 40, 5), (30, 1, 3),
+                                   (1, 30, 3)])
 def test_block_factor_is_the_dense_cholesky_factor(shape, slack):
     """The block (Schur) factor that exploits the block-diagonal leading side
     is the factor of LAPACK's dense Cholesky of the same Jacobi-scaled
     matrix (the same elimination order), to rounding, on the solver's start
     and on random states with c < 1, c = 1, c > 1 and tiny slacks; with x1
-    or x2 (the larger side) leading, and with empty cells (dropped rows).
+    or x2 (the larger side) leading, with empty cells (dropped rows), and
+    with no trailing rows at all (one x2 value: every x2 row is a gauge row).
     It also reproduces the scaled matrix itself, and solves with it agree
     with a dense solve of the unscaled matrix."""
     from fastpid.kernels import broja_ipm as nb_mod
