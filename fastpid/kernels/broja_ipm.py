@@ -406,28 +406,41 @@ def _jacobi_scale(M, d, lower):
 
 
 @njit(cache=True)
-def _factor(M):
-    """Jacobi-scale the lower triangle of M in place and Cholesky-factor it
-    (LAPACK through NumPy, which reads the lower triangle only).
-    If it is not numerically positive definite, as interior-point systems
-    become near the optimum, add a small diagonal shift and retry (this only
-    perturbs the search direction, never the certificate).  Returns
-    (L, scale)."""
+def _factor_scaled(M, bst, blocks):
+    """Jacobi-scale the lower triangle of M in place and Cholesky-factor it:
+    by LAPACK's dense Cholesky through NumPy (which reads the lower
+    triangle only), or, with ``blocks``, by the block factor of
+    ``_block_cholesky`` on the leading sources ``bst``.  If it is not
+    numerically positive definite, as interior-point systems become near the
+    optimum, add a small diagonal shift and retry (this only perturbs the
+    search direction, never the certificate).  Returns (L, scale)."""
     n = M.shape[0]
     dsc = np.empty(n)
     for r in range(n):
         dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-    if not _jacobi_scale(M, dsc, True):  # the lower triangle is all LAPACK reads
+    if not _jacobi_scale(M, dsc, True):  # the lower triangle is all either factor reads
         return np.eye(n), dsc
+    L = np.empty((n, n)) if blocks else np.empty((0, 0))
     delta = 0.0
     for attempt in range(1 + REG_RETRIES):
-        try:
-            return np.linalg.cholesky(M), dsc
-        except Exception:
-            delta = REG_START if delta == 0.0 else delta * REG_GROWTH
-            for r in range(n):
-                M[r, r] += delta
+        if blocks:
+            if _block_cholesky(M, bst, L):
+                return L, dsc
+        else:
+            try:
+                return np.linalg.cholesky(M), dsc
+            except Exception:
+                pass
+        delta = REG_START if delta == 0.0 else delta * REG_GROWTH
+        for r in range(n):
+            M[r, r] += delta
     return np.eye(n), dsc  # hopeless: a scaled gradient step keeps the iteration finite
+
+
+@njit(cache=True)
+def _factor(M):
+    """``_factor_scaled`` by LAPACK's dense Cholesky."""
+    return _factor_scaled(M, np.zeros(1, dtype=np.int64), False)
 
 
 @njit(cache=True)
@@ -532,10 +545,10 @@ def _block_cholesky(M, bst, L):
     trailing block is chol(M22 - W W^T), the Schur complement on the smaller
     side, W W^T formed from gemm panels on and below the diagonal.  This is
     the factor LAPACK's dense Cholesky computes (the same elimination order)
-    without its work on the zero blocks: at 20x20x6 about 1.5x faster, at
-    100x20x10 about 4x (measured against ``_factor`` on the same matrices;
-    below ``BLOCK_MIN_ROWS`` rows the dense call is faster).  False if a
-    factor is not numerically positive definite."""
+    without its work on the zero blocks (below ``BLOCK_MIN_ROWS`` rows the
+    dense call is faster; the README's speed section has the measured
+    ratios, from ``benchmarks/compare_checkouts.py``).  False if a factor is
+    not numerically positive definite."""
     n = M.shape[0]
     n1 = bst.shape[0] - 1
     n1a = bst[n1]
@@ -598,23 +611,8 @@ def _block_cholesky(M, bst, L):
 
 @njit(cache=True)
 def _factor_blocks(M, bst):
-    """``_factor`` by the Schur factor of ``_block_cholesky``: the same
-    Jacobi scaling, regularized retries and scaled-gradient fallback."""
-    n = M.shape[0]
-    dsc = np.empty(n)
-    for r in range(n):
-        dsc[r] = 1.0 / np.sqrt(M[r, r]) if M[r, r] > 0.0 else 1.0
-    if not _jacobi_scale(M, dsc, True):
-        return np.eye(n), dsc
-    L = np.empty((n, n))
-    delta = 0.0
-    for attempt in range(1 + REG_RETRIES):
-        if _block_cholesky(M, bst, L):
-            return L, dsc
-        delta = REG_START if delta == 0.0 else delta * REG_GROWTH
-        for r in range(n):
-            M[r, r] += delta
-    return np.eye(n), dsc
+    """``_factor_scaled`` by the block factor of ``_block_cholesky``."""
+    return _factor_scaled(M, bst, True)
 
 
 @njit(cache=True, fastmath=True)

@@ -262,36 +262,50 @@ def _jacobi(H, act):
     return v[:, : n1 * ny].reshape(W, n1, ny), v[:, n1 * ny:].reshape(W, n2, ny), v
 
 
-def _factor(H, act):
-    """Jacobi-scaled M = A B A^T (identity on the inactive rows) and its
-    batched Cholesky factor, with per-item regularized retries (REG_START,
-    then x REG_GROWTH, cumulative, up to REG_RETRIES retries, as the Numba
-    kernel).  Items still not
-    positive definite get L = I (a scaled gradient step, as the Numba
-    kernel).  Returns (L, dsc) with M = D^-1 L L^T D^-1 on the active rows,
-    D = diag(dsc)."""
-    v1, v2, dsc = _jacobi(H, act)
-    S = _assemble(H, v1, v2, act)
-    L, info = torch.linalg.cholesky_ex(S)
-    bad = info != 0
+def _with_retries(factor, parts, identities):
+    """``factor(*parts)`` -> (outputs, bad (W,) bool) on a batch, then the
+    items in ``bad`` refactored alone with a diagonal shift on the parts for
+    which ``identities()`` (called only when an item fails) returns an
+    identity (None: not shifted), REG_START then x REG_GROWTH, cumulative,
+    up to REG_RETRIES retries, as the Numba kernel; items still not positive
+    definite get, in each output, the identity of its part or zero
+    (identity factors: a scaled gradient step, as the Numba kernel).
+    Returns the outputs."""
+    outs, bad = factor(*parts)
     if bool(bad.any()):
-        n = S.shape[-1]
-        eye = torch.eye(n, dtype=S.dtype, device=S.device)
+        eyes = identities()
         idx = bad.nonzero().squeeze(1)
-        Sb = S[idx]
+        sub = [x[idx] for x in parts]
         delta = 0.0
         for _attempt in range(REG_RETRIES):
             delta = REG_START if delta == 0.0 else delta * REG_GROWTH
-            Sb = Sb + delta * eye
-            Lb, infob = torch.linalg.cholesky_ex(Sb)
-            L[idx] = Lb
-            still = infob != 0
+            sub = [x if e is None else x + delta * e for x, e in zip(sub, eyes)]
+            outs_i, still = factor(*sub)
+            for o, oi in zip(outs, outs_i):
+                o[idx] = oi
             bad[idx] = still
             if not bool(still.any()):
                 break
-            idx, Sb = idx[still], Sb[still]
+            idx, sub = idx[still], [x[still] for x in sub]
         if bool(bad.any()):
-            L[bad] = eye
+            for o, e in zip(outs, eyes):
+                o[bad] = 0.0 if e is None else e
+    return outs
+
+
+def _factor(H, act):
+    """Jacobi-scaled M = A B A^T (identity on the inactive rows) and its
+    batched Cholesky factor, with per-item regularized retries
+    (``_with_retries``).  Returns (L, dsc) with M = D^-1 L L^T D^-1 on the
+    active rows, D = diag(dsc)."""
+    v1, v2, dsc = _jacobi(H, act)
+    S = _assemble(H, v1, v2, act)
+
+    def factor(S):
+        L, info = torch.linalg.cholesky_ex(S)
+        return (L,), info != 0
+
+    (L,) = _with_retries(factor, (S,), lambda: (torch.eye(S.shape[-1], dtype=S.dtype, device=S.device),))
     return L, dsc
 
 
@@ -357,7 +371,6 @@ def _factor_blocks(H, act):
     else:
         Hs, va, vb, aa, ab = H, v1, v2, a1, a2
     n_a, n_b = Hs.shape[1], Hs.shape[2]
-    eye = torch.eye(ny, dtype=H.dtype, device=H.device)
     Maa = Hs.sum(2) * va[..., :, None] * va[..., None, :] + torch.diag_embed((~aa).to(H.dtype))
     Mbb = _block_diagonal(Hs.sum(1) * vb[..., :, None] * vb[..., None, :] + torch.diag_embed((~ab).to(H.dtype)))
     Mab = (Hs * va[:, :, None, :, None] * vb[:, None, :, None, :]).permute(0, 1, 3, 2, 4).reshape(W, n_a, ny, n_b * ny)
@@ -367,26 +380,11 @@ def _factor_blocks(H, act):
         X = torch.linalg.solve_triangular(La, Mab, upper=False).reshape(Maa.shape[0], n_a * ny, n_b * ny)
         Lb, info_b = torch.linalg.cholesky_ex(Mbb - X.mT @ X)
         bad = (info_a != 0).any(1) | (info_b != 0) | ~torch.isfinite(X).all(2).all(1)
-        return La, X, Lb, bad
+        return (La, X, Lb), bad
 
-    La, X, Lb, bad = factor(Maa, Mab, Mbb)
-    if bool(bad.any()):
-        nb_ = n_b * ny
-        eyeb = torch.eye(nb_, dtype=H.dtype, device=H.device)
-        idx = bad.nonzero().squeeze(1)
-        Sa, Sab, Sb = Maa[idx], Mab[idx], Mbb[idx]
-        delta = 0.0
-        for _attempt in range(REG_RETRIES):
-            delta = REG_START if delta == 0.0 else delta * REG_GROWTH
-            Sa, Sb = Sa + delta * eye, Sb + delta * eyeb
-            La_i, X_i, Lb_i, still = factor(Sa, Sab, Sb)
-            La[idx], X[idx], Lb[idx] = La_i, X_i, Lb_i
-            bad[idx] = still
-            if not bool(still.any()):
-                break
-            idx, Sa, Sab, Sb = idx[still], Sa[still], Sab[still], Sb[still]
-        if bool(bad.any()):  # a scaled gradient step, as the dense factor's identity
-            La[bad], X[bad], Lb[bad] = eye, 0.0, eyeb
+    La, X, Lb = _with_retries(factor, (Maa, Mab, Mbb),
+                              lambda: (torch.eye(ny, dtype=H.dtype, device=H.device), None,
+                                       torch.eye(n_b * ny, dtype=H.dtype, device=H.device)))
     return _Blocks(La, X, Lb, lead2), dsc
 
 
