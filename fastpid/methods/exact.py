@@ -71,6 +71,33 @@ def _single_blas_thread():
     return contextlib.nullcontext()
 
 
+_NUMBA_POOL_STARTED = False
+
+
+def _start_numba_pool():
+    """Start numba's thread pool once, leaving the caller's OpenMP settings as they were.
+
+    With numba's ``omp`` threading layer, starting the pool calls
+    ``omp_set_num_threads(NUMBA_NUM_THREADS)`` on the OpenMP runtime it shares
+    with torch (numba issue #9387): after the first batched solve, a program that
+    had set ``torch.set_num_threads(1)`` (or ``OMP_NUM_THREADS=1``) would run
+    its torch operations on every core, and a seeded training run would give
+    other numbers than the same run started after another one.  The OpenMP
+    thread counts loaded before the start are put back after it."""
+    global _NUMBA_POOL_STARTED
+    if _NUMBA_POOL_STARTED:
+        return
+    import numba
+
+    before = {lib.filepath: lib.num_threads
+              for lib in ThreadpoolController().select(user_api="openmp").lib_controllers}
+    numba.get_num_threads()  # starts the pool
+    for lib in ThreadpoolController().select(user_api="openmp").lib_controllers:
+        if lib.filepath in before and lib.num_threads != before[lib.filepath]:
+            lib.set_num_threads(before[lib.filepath])
+    _NUMBA_POOL_STARTED = True
+
+
 def solve_single(p, tol, feas_tol, max_iter):
     """The kernel's raw solve of one normalized float64 distribution (tolerances
     in bits), with one BLAS thread: (q, f, g, iterations, gap_nats, violation, status)."""
@@ -124,6 +151,7 @@ def solve(p, *, tol, feas_tol, max_iter) -> Solution:
     # parallel batch it would nest BLAS threads in numba's worker threads.
     with _single_blas_thread():
         if p.shape[0] >= PARALLEL_MIN_BATCH:
+            _start_numba_pool()
             out = solve_batch(p, tol * LOG2, feas_tol, max_iter)
         elif p.shape[0] == 1:  # the common single problem: its results as batches of one
             o = solve_one(p[0], tol * LOG2, feas_tol, max_iter)
