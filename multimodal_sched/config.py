@@ -24,6 +24,7 @@ FUSIONS = ("concat", "sum")
 OPTIMIZERS = ("sgd", "adam")
 ENCODERS = ("auto", "cnn4", "mlp", "resnet18")
 BINNINGS = ("kmeans", "quantile")
+FALLBACK_RULES = ("worse", "not-better")
 
 
 _DEFAULT_STAGE2 = "uniform"
@@ -81,9 +82,11 @@ class RunConfig:
     best-val encoder and head.  ``rollback``: when the synergy rule starts Stage II, the encoders
     and heads go back to those of the synergy-peak probe.  ``fallback``: after Stage II, plain joint
     training (method ``joint`` with the same Stage II strategy) also runs, in ``RUN_DIR/fallback``;
-    its model replaces the scheduled one when it is right on clearly more val samples (paired
-    test: ``c - b > fallback_z * sqrt(b + c)``, ``b``/``c`` the samples only the scheduled / only
-    the joint model gets right).  ``projection_dim``: a trained ``Linear + ReLU`` layer to that
+    with ``fallback_rule="worse"`` (default) its model replaces the scheduled one when it is right
+    on clearly more val samples (paired test: ``c - b > fallback_z * sqrt(b + c)``, ``b``/``c`` the
+    samples only the scheduled / only the joint model gets right); with ``"not-better"`` the
+    scheduled model is kept only when *it* is right on clearly more (``b - c > fallback_z *
+    sqrt(b + c)``), so a schedule val cannot tell apart from joint training gives way to it.  ``projection_dim``: a trained ``Linear + ReLU`` layer to that
     width at the end of each encoder (paper section 5.2: 64); the probe, heads and fusion read it.
     Presets: :data:`PRESETS`.
     """
@@ -137,6 +140,7 @@ class RunConfig:
     rollback: bool = field(default=False, metadata=_CTL)            # Stage II from the encoders saved at the synergy peak
     fallback: bool = field(default=True, metadata=_CTL)             # also train plain joint training; keep it when clearly better on val
     fallback_z: float = field(default=2.0, metadata=_CTL)           # paired (McNemar) z that val must show before falling back
+    fallback_rule: str = field(default="worse", metadata=_CTL)     # "worse": fall back when joint is clearly better; "not-better": unless the schedule is
     # models: a trained projection layer on each encoder (paper section 5.2: 64)
     projection_dim: int | None = None
     # probing (multimodal_sched.probing: fastpid.estimate with bootstrap intervals)
@@ -295,6 +299,8 @@ class RunConfig:
                 bad(name, f"must be a number in [0, 1), got {v!r}")
         if isinstance(self.fallback_z, bool) or not (isinstance(self.fallback_z, (int, float)) and self.fallback_z >= 0):
             bad("fallback_z", f"must be a number >= 0, got {self.fallback_z!r}")
+        if self.fallback_rule not in FALLBACK_RULES:
+            bad("fallback_rule", f"must be one of {sorted(FALLBACK_RULES)}, got {self.fallback_rule!r}")
         if self.max_switches is not None and not (isinstance(self.max_switches, int) and self.max_switches >= 0):
             bad("max_switches", f"must be None or >= 0, got {self.max_switches!r}")
         if self.max_modality_epochs is not None and not (

@@ -662,7 +662,8 @@ class Runner:
 
     def _fallback(self, scheduled: JointModel) -> tuple:
         """Plain joint training (method ``joint``, same Stage II strategy) in ``RUN_DIR/fallback``; keep it
-        instead of the scheduled model when it is right on clearly more val samples (paired test)."""
+        instead of the scheduled model when it is right on clearly more val samples (``fallback_rule``
+        "worse"), or unless the scheduled model is (``"not-better"``; paired test either way)."""
         cfg = self.cfg
         sub = os.path.join(self.dir.path, "fallback")
         sub_cfg = cfg.replace(method="joint", out=sub, fallback=False, plots=False, progress=False)
@@ -678,10 +679,15 @@ class Runner:
         a, b_ = self._val_correct(scheduled), self._val_correct(fb_model)
         b = int((a & ~b_).sum())    # only the scheduled model right
         c = int((~a & b_).sum())    # only plain joint training right
-        fell = c - b > cfg.fallback_z * np.sqrt(b + c) and c > b
+        threshold = cfg.fallback_z * np.sqrt(b + c)
+        if cfg.fallback_rule == "worse":          # fall back when joint training is clearly better
+            fell = c - b > threshold and c > b
+        else:                                     # "not-better": keep the schedule only when it is clearly better
+            fell = not (b - c > threshold and b > c)
         self.fallback = {"rule": "fallback", "scheduled_val": float(a.mean()), "joint_val": float(b_.mean()),
                          "only_scheduled_right": b, "only_joint_right": c, "fallback_z": cfg.fallback_z,
-                         "threshold": float(cfg.fallback_z * np.sqrt(b + c)), "fell_back": bool(fell),
+                         "fallback_rule": cfg.fallback_rule,
+                         "threshold": float(threshold), "fell_back": bool(fell),
                          "joint_epoch": int(joint_epoch), "run_dir": "fallback"}
         self.dir.event({"type": "fallback", **self.fallback})
         log.info("fallback check: %s", self.fallback)

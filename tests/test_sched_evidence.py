@@ -249,6 +249,18 @@ def test_fallback_keeps_plain_joint_training_when_clearly_better_on_val(tmp_path
     keep = run(RunConfig(**kw, fallback_z=1e6, out=str(tmp_path / "k")))
     assert not keep.fallback["fell_back"] and keep.selected["phase"] == "stage2"
     assert keep.test_accuracy != pytest.approx(res.test_accuracy)
+    # "not-better" puts the burden on the schedule: the same worse schedule falls back, and so does
+    # one val cannot tell apart (threshold out of reach); a schedule clearly better on val is kept
+    nb = run(RunConfig(**kw, fallback_rule="not-better", out=str(tmp_path / "nb")))
+    assert nb.fallback["fell_back"] and nb.fallback["fallback_rule"] == "not-better"
+    assert nb.test_accuracy == pytest.approx(res.test_accuracy)
+    good = dict(kw, max_unimodal_epochs=4, stage2_epochs=6, lr_stage2=RunConfig().lr_stage2, joint_epochs=1)
+    g = run(RunConfig(**good, fallback_rule="not-better", out=str(tmp_path / "g")))
+    gb, gc = g.fallback["only_scheduled_right"], g.fallback["only_joint_right"]
+    assert gb - gc > 2 * np.sqrt(gb + gc)
+    assert not g.fallback["fell_back"] and g.selected["phase"] == "stage2"
+    g_far = run(RunConfig(**good, fallback_rule="not-better", fallback_z=1e6, out=str(tmp_path / "gf")))
+    assert g_far.fallback["fell_back"] and g_far.selected["phase"] == "fallback"
 
 
 def test_presets_and_projection_layer(tmp_path):

@@ -188,7 +188,7 @@ BAD = {
     "amp": 1, "device": "tpu", "num_threads": 0, "progress": "no", "plots": None,
     "start_modality": 3, "decision_rule": "vibes", "confirm_probes": 0, "first_probes": [-1],
     "stop_after_switches": 0, "val_patience": 0, "val_min_delta": -0.1, "val_restore": "yes", "rollback": 1,
-    "fallback": "no", "fallback_z": -1, "projection_dim": 0, "track_test": "yes",
+    "fallback": "no", "fallback_z": -1, "fallback_rule": "never", "projection_dim": 0, "track_test": "yes",
 }
 
 
