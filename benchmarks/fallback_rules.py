@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from multimodal_sched.runner import falls_back
+
 
 def outcomes(run_dir: str, z: float) -> dict:
     with open(os.path.join(run_dir, "result.json")) as f:
@@ -31,15 +33,16 @@ def outcomes(run_dir: str, z: float) -> dict:
     with open(os.path.join(run_dir, "fallback", "result.json")) as f:
         joint = json.load(f)["test_accuracy"]
     b, c = fb["only_scheduled_right"], fb["only_joint_right"]
+    if fb["fell_back"] != falls_back(b, c, fb["fallback_z"], fb.get("fallback_rule", "worse")):
+        raise ValueError(f"{run_dir}: recorded decision {fb['fell_back']} differs from its rule's")
+    scheduled = None if fb["fell_back"] else res["test_accuracy"]
+    falls = {rule: falls_back(b, c, z, rule) for rule in ("worse", "not-better")}
+    if scheduled is None and not all(falls.values()):
+        raise ValueError(f"{run_dir}: the run fell back, so the scheduled model's test accuracy is not "
+                         f"recorded, and a rule at z = {z} would keep it")
+    acc = {rule: joint if fell else scheduled for rule, fell in falls.items()}
     thr = z * np.sqrt(b + c)
-    worse_falls = bool(c - b > thr and c > b)
-    nb_falls = not (b - c > thr and b > c)
-    if fb["fell_back"] != worse_falls and fb.get("fallback_rule", "worse") == "worse" and fb["fallback_z"] == z:
-        raise ValueError(f"{run_dir}: recorded decision {fb['fell_back']} differs from the rule's {worse_falls}")
-    scheduled = None if res["selected"]["phase"] == "fallback" else res["test_accuracy"]
-    pick = lambda falls: joint if falls else scheduled  # noqa: E731
-    return {"b": b, "c": c, "threshold": thr, "worse": pick(worse_falls), "not-better": pick(nb_falls),
-            "joint": joint, "fell_back": {"worse": worse_falls, "not-better": nb_falls}}
+    return {"b": b, "c": c, "threshold": thr, **acc, "joint": joint, "fell_back": falls}
 
 
 def main(argv=None) -> None:
@@ -52,7 +55,10 @@ def main(argv=None) -> None:
             runs = sorted(glob.glob(os.path.join(ds_dir, "seed*", "pid")))
             if not runs:
                 continue
-            rows = [(r, outcomes(r, args.z)) for r in runs]
+            try:
+                rows = [(r, outcomes(r, args.z)) for r in runs]
+            except (OSError, KeyError, ValueError) as e:
+                raise SystemExit(f"fallback_rules.py: {e}") from None
             print(f"\n{ds_dir}  (z = {args.z})")
             print("| seed | b / c | threshold | worse | not-better | joint |")
             print("|---|---|---|---|---|---|")

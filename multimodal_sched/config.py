@@ -86,8 +86,8 @@ class RunConfig:
     on clearly more val samples (paired test: ``c - b > fallback_z * sqrt(b + c)``, ``b``/``c`` the
     samples only the scheduled / only the joint model gets right); with ``"not-better"`` the
     scheduled model is kept only when *it* is right on clearly more (``b - c > fallback_z *
-    sqrt(b + c)``), so a schedule val cannot tell apart from joint training gives way to it.  ``projection_dim``: a trained ``Linear + ReLU`` layer to that
-    width at the end of each encoder (paper section 5.2: 64); the probe, heads and fusion read it.
+    sqrt(b + c)``), so a schedule val cannot tell apart from joint training gives way to it.
+    ``projection_dim``: a trained ``Linear + ReLU`` layer to that width at the end of each encoder (paper section 5.2: 64); the probe, heads and fusion read it.
     Presets: :data:`PRESETS`.
     """
 

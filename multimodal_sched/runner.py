@@ -44,7 +44,7 @@ from .methods.mla import MLAFusion
 from .models import CNN4, FUSIONS, MLP, JointModel, Projected, ResNet18, default_encoder, infer_out_dim
 from .rundir import RunDir, RunDirError
 
-__all__ = ["run", "RunResult", "RunInterrupted", "Runner", "make_optimizer"]
+__all__ = ["run", "RunResult", "RunInterrupted", "Runner", "make_optimizer", "falls_back"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,14 @@ class RunResult:
         d = asdict(self)
         d.pop("model")
         return d
+
+
+def falls_back(b: int, c: int, z: float, rule: str = "worse") -> bool:
+    """The fallback's paired (McNemar) test on val: b / c samples only the scheduled / only the
+    plain joint model gets right.  ``"worse"``: fall back when c - b > z sqrt(b + c);
+    ``"not-better"``: fall back unless b - c > z sqrt(b + c)."""
+    threshold = z * np.sqrt(b + c)
+    return bool(c - b > threshold) if rule == "worse" else not b - c > threshold
 
 
 def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4):
@@ -679,15 +687,11 @@ class Runner:
         a, b_ = self._val_correct(scheduled), self._val_correct(fb_model)
         b = int((a & ~b_).sum())    # only the scheduled model right
         c = int((~a & b_).sum())    # only plain joint training right
-        threshold = cfg.fallback_z * np.sqrt(b + c)
-        if cfg.fallback_rule == "worse":          # fall back when joint training is clearly better
-            fell = c - b > threshold and c > b
-        else:                                     # "not-better": keep the schedule only when it is clearly better
-            fell = not (b - c > threshold and b > c)
+        fell = falls_back(b, c, cfg.fallback_z, cfg.fallback_rule)
         self.fallback = {"rule": "fallback", "scheduled_val": float(a.mean()), "joint_val": float(b_.mean()),
                          "only_scheduled_right": b, "only_joint_right": c, "fallback_z": cfg.fallback_z,
                          "fallback_rule": cfg.fallback_rule,
-                         "threshold": float(threshold), "fell_back": bool(fell),
+                         "threshold": float(cfg.fallback_z * np.sqrt(b + c)), "fell_back": fell,
                          "joint_epoch": int(joint_epoch), "run_dir": "fallback"}
         self.dir.event({"type": "fallback", **self.fallback})
         log.info("fallback check: %s", self.fallback)

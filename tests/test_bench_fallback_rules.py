@@ -43,3 +43,9 @@ def test_a_run_without_its_fallback_check_is_refused(tmp_path):
     (d / "result.json").write_text(json.dumps({"test_accuracy": 0.5, "selected": {"phase": "stage2"}, "fallback": None}))
     with pytest.raises(ValueError, match="no fallback check"):
         fr.outcomes(str(d), 2.0)
+
+
+def test_a_rule_that_would_keep_a_schedule_the_run_dropped_is_refused(tmp_path):
+    d = _fake(tmp_path, "r", 5, 40, kept_acc=0.80, joint_acc=0.90)   # fell back at z = 2
+    with pytest.raises(ValueError, match="not recorded"):
+        fr.outcomes(d, z=100.0)                                     # "worse" would keep it there
